@@ -1,0 +1,18 @@
+"""edgezoo.converters: Keras -> (rewritten, quantized) TFLite flatbuffers."""
+from edgezoo.converters.dense_conv import dense_to_pointwise
+from edgezoo.converters.gelu import micro_gelu, rewrite_gelu
+from edgezoo.converters.quantize import QUANTIZATION_MODES, check_quantization, convert
+from edgezoo.converters.rewrites import MICRO_REWRITES, apply_micro_rewrites
+from edgezoo.converters.tflite_model import read_tflite
+
+__all__ = [
+    "MICRO_REWRITES",
+    "QUANTIZATION_MODES",
+    "apply_micro_rewrites",
+    "check_quantization",
+    "convert",
+    "dense_to_pointwise",
+    "micro_gelu",
+    "read_tflite",
+    "rewrite_gelu",
+]

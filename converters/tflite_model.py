@@ -1,0 +1,149 @@
+"""Read a .tflite flatbuffer: operators with their tensor types, and the Keras layer each came from."""
+import dataclasses
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from edgezoo.errors import ModelFileError
+
+OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Operator:
+    index: int
+    op: str
+    input_types: tuple
+    output_types: tuple
+    layer: str
+    inputs: tuple = ()
+    outputs: tuple = ()
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorDetails:
+    name: str
+    shape: tuple
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteModel:
+    operators: tuple
+    inputs: tuple
+    outputs: tuple
+    tensors: tuple
+    num_subgraphs: int
+
+    @property
+    def op_names(self):
+        return sorted({o.op for o in self.operators})
+
+    def op_types(self):
+        """{op name: sorted tensor types it reads or writes}."""
+        table = {}
+        for o in self.operators:
+            table.setdefault(o.op, set()).update(o.input_types + o.output_types)
+        return {k: sorted(v) for k, v in sorted(table.items())}
+
+    def readout_tensor(self):
+        """Index of the tensor to compare across runtimes: the input of a final SOFTMAX, else None.
+
+        Softmax squashes differences; runtimes are compared on the logits before it.
+        """
+        last = self.operators[-1] if self.operators else None
+        if last is not None and last.op == "SOFTMAX" and last.inputs:
+            return last.inputs[0]
+        return None
+
+
+def layer_of(tensor_name):
+    """The Keras layer a converted tensor came from, read off its TensorFlow name.
+
+    Names look like ``vit_micro/block0_mlp_fc1/Tensordot/MatMul;...``: the layer
+    is the path element after the model's own scope.
+    """
+    first = tensor_name.split(";")[0]
+    parts = [p for p in first.split("/") if p]
+    return parts[1] if len(parts) >= 2 else first
+
+
+def _layer_of_op(tensors, indices):
+    """The layer named by the first scoped tensor name among ``indices`` (outputs, then weights).
+
+    A model's final op writes the signature output (``StatefulPartitionedCall:0``),
+    and quantized weights may be unnamed (``tfl.pseudo_qconst``): then the op is
+    named by its output tensor.
+    """
+    names = [tensors[j].name for j in indices]
+    for name in names:
+        if "/" in name.split(";")[0]:
+            return layer_of(name)
+    return names[0] if names else ""
+
+
+def _opcode_name(opcode):
+    code = max(opcode.builtinCode, opcode.deprecatedBuiltinCode)
+    if code == schema.BuiltinOperator.CUSTOM:
+        custom = opcode.customCode
+        return f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}"
+    return OP_NAMES.get(code, f"BUILTIN_{code}")
+
+
+def _tensor_details(subgraph, index):
+    t = subgraph.tensors[index]
+    q = t.quantization
+    scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
+    zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
+    name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+    shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
+    return TensorDetails(name, shape, TYPE_NAMES.get(t.type, str(t.type)), scale, zero)
+
+
+def read_tflite(data):
+    """Parse ``data`` (bytes of a .tflite file). Call only on bytes that passed the verifier."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelFileError("not a TFLite model: the file identifier 'TFL3' is missing at byte 4")
+    try:
+        model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
+        subgraph = model.subgraphs[0]
+        tensors = tuple(_tensor_details(subgraph, j) for j in range(len(subgraph.tensors or [])))
+        operators = []
+        for i, op in enumerate(subgraph.operators or []):
+            ins = tuple(int(j) for j in (op.inputs if op.inputs is not None else []) if j >= 0)
+            outs = tuple(int(j) for j in (op.outputs if op.outputs is not None else []) if j >= 0)
+            operators.append(Operator(
+                i, _opcode_name(model.operatorCodes[op.opcodeIndex]),
+                tuple(tensors[j].dtype for j in ins), tuple(tensors[j].dtype for j in outs),
+                _layer_of_op(tensors, outs + ins[1:]), ins, outs,
+            ))
+        inputs = tuple(tensors[j] for j in subgraph.inputs)
+        outputs = tuple(tensors[j] for j in subgraph.outputs)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # malformed tables surface as IndexError, struct.error, ...
+        raise ModelFileError(f"malformed TFLite model: {type(exc).__name__}: {exc}") from None
+    return TFLiteModel(tuple(operators), inputs, outputs, tensors, len(model.subgraphs))
+
+
+def quantize_input(x, details):
+    """Float input -> the model's input dtype using its scale and zero point."""
+    dtype = np.dtype(details.dtype.lower()) if details.dtype != "FLOAT32" else np.float32
+    if details.dtype in ("INT8", "INT16", "UINT8") and details.scale:
+        info = np.iinfo(dtype)
+        q = np.round(np.asarray(x, np.float32) / details.scale) + details.zero_point
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return np.asarray(x, dtype)
+
+
+def dequantize_output(y, details):
+    if details.dtype in ("INT8", "INT16", "UINT8") and details.scale:
+        return (np.asarray(y, np.float32) - details.zero_point) * details.scale
+    return np.asarray(y, np.float32)
+

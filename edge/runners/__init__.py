@@ -1,0 +1,1 @@
+"""Runtimes behind one interface (``Runner.run``): LiteRT and TFLite Micro."""

@@ -1,0 +1,149 @@
+"""The ``edgezoo`` command: a thin layer over the Python API."""
+import argparse
+import json
+import sys
+
+from edgezoo.errors import EdgezooError
+
+
+def _cmd_list(args):
+    from edgezoo.zoo import list_models, model_info
+
+    for name in list_models(args.task):
+        info = model_info(name)
+        print(f"{name:16s} {info['family']:10s} {info['task']:22s} {tuple(info['input_shape'])}  "
+              f"arXiv {info['arxiv']}")
+
+
+def _cmd_info(args):
+    from edgezoo.zoo import create_model, model_info
+
+    info = model_info(args.model)
+    info["params"] = int(create_model(args.model).count_params())
+    print(json.dumps(info, indent=2))
+
+
+def _cmd_train(args):
+    from pathlib import Path
+
+    from edgezoo import files
+    from edgezoo.zoo import create_model
+    from edgezoo.zoo.data import load_dataset
+    from edgezoo.zoo.training import fit_classifier
+
+    model = create_model(args.model, input_shape=args.input_shape)
+    data = load_dataset(args.data, model.input_shape[1:])
+    fit_classifier(model, data, epochs=args.epochs, seed=args.seed, learning_rate=args.lr)
+    val = model.evaluate(data.val.x, data.val.y, verbose=0, return_dict=True)
+    out = Path(args.out) / f"{args.model}.keras"
+    with files.atomic_path(out) as tmp:
+        model.save(tmp)
+    print(f"saved {out} (val accuracy {val['acc']:.4f})")
+
+
+def _cmd_convert(args):
+    from edgezoo.convert import convert_pipeline
+
+    report = convert_pipeline(args.model, args.out, quantize=args.quantize, target=args.target,
+                              calib=args.calib, input_shape=args.input_shape)
+    fits = "" if report.get("fits") is None else f", fits {report['target']}: {report['fits']}"
+    arena = f", arena {report['arena_bytes']:,} B" if report.get("arena_bytes") else ""
+    print(f"wrote {args.out}/model.tflite ({report['tflite_bytes']:,} B{arena}{fits})")
+
+
+def _cmd_test(args):
+    from edgezoo.device_test import test_tflite
+
+    report = test_tflite(args.model, args.target, profiles=args.profiles)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for key in ("model", "target", "tflite_bytes", "arena_bytes", "fits", "ops", "latency_ms"):
+            print(f"{key:14s} {report.get(key)}")
+        if "runtimes" in report:
+            r = report["runtimes"]
+            print(f"{'micro vs ref':14s} max {r['micro_vs_reference_max_lsb']} LSB on {r['inputs']}")
+    runtimes = report.get("runtimes", {})
+    agree = runtimes.get("micro_vs_reference_max_lsb", 0) <= 1
+    return 0 if report["fits"] and agree else 1
+
+
+def _cmd_demo(args):
+    from edgezoo.demo import run_demo
+
+    report = run_demo(args.out, epochs=args.epochs)
+    acc, rt = report["accuracy"], report["runtimes"]
+    print(f"\n{report['model']} on {report['target']}: fits={report['fits']}  "
+          f"tflite={report['tflite_bytes']:,} B  arena={report['arena_bytes']:,} B")
+    print(f"accuracy float {acc['float']:.4f}  int8 LiteRT {acc['int8_litert']:.4f}  "
+          f"int8 TFLite Micro {acc['int8_micro']:.4f}  agreement {report['agreement']:.4f}")
+    print(f"TFLite Micro vs LiteRT reference: max {rt['micro_vs_reference_max_lsb']} LSB; "
+          f"wall time {report['wall_time_s']:.0f} s; report in {args.out}/report.md")
+
+
+def _shape(text):
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input shape must look like 32,32,3, got {text!r}") from None
+    return shape
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="edgezoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("list", help="list registered models")
+    s.add_argument("--task")
+    s.set_defaults(fn=_cmd_list)
+
+    s = sub.add_parser("info", help="paper, defaults and parameter count of a model")
+    s.add_argument("model")
+    s.set_defaults(fn=_cmd_info)
+
+    s = sub.add_parser("train", help="train a model and save it as .keras")
+    s.add_argument("model")
+    s.add_argument("--data", default="digits")
+    s.add_argument("--epochs", type=int, default=60)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--input-shape", type=_shape, help="H,W,C (default: the variant's)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("convert", help="convert a model (name or .keras file) to TFLite")
+    s.add_argument("model", help="registered model name or .keras file")
+    s.add_argument("--quantize", default="int8",
+                   choices=["int8", "int16x8", "float16", "dynamic", "none"])
+    s.add_argument("--target", help="device profile, e.g. nrf52840")
+    s.add_argument("--calib", default="digits", help="'digits' or a .npy of float samples")
+    s.add_argument("--input-shape", type=_shape, help="H,W,C for a registry name")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_convert)
+
+    s = sub.add_parser("test", help="check a .tflite against a board without its Keras model")
+    s.add_argument("model", help=".tflite file")
+    s.add_argument("--target", required=True)
+    s.add_argument("--profiles", help="JSON file with more device profiles")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_test)
+
+    s = sub.add_parser("demo", help="train vit_micro on digits, convert, run on TFLite Micro")
+    s.add_argument("--out", default="artifacts/demo")
+    s.add_argument("--epochs", type=int, default=60)
+    s.set_defaults(fn=_cmd_demo)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.fn(args)
+    except EdgezooError as exc:
+        print(f"edgezoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

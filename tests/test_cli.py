@@ -1,0 +1,65 @@
+"""The CLI is a thin layer: exit codes and one-line errors, checked in a real process."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def edgezoo(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "edgezoo.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["convert", "vit_b61", "--out", "{tmp}/o"], "unknown model 'vit_b61'. Closest: vit_b16"),
+    (["convert", "vit_micro", "--target", "arduino", "--out", "{tmp}/o"], "unknown target 'arduino'"),
+    (["convert", "vit_micro", "--quantize", "float16", "--target", "nrf52840", "--out", "{tmp}/o"],
+     "--quantize float16 cannot run on a microcontroller target"),
+    (["convert", "vit_micro", "--quantize", "dynamic", "--target", "nrf52840", "--out", "{tmp}/o"],
+     "--quantize dynamic cannot run on a microcontroller target"),
+    (["convert", "vit_micro", "--input-shape", "18,16,1", "--out", "{tmp}/o"],
+     "cannot be cut into 4x4 patches"),
+    (["convert", "{tmp}/missing.keras", "--out", "{tmp}/o"], "no such model file"),
+    (["test", "{tmp}/junk.tflite", "--target", "nrf52840"], "is not a TFLite model"),
+    (["test", "{tmp}/cut.tflite", "--target", "nrf52840"], "failed LiteRT's flatbuffer verification"),
+])
+def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, args, message):
+    (tmp_path / "junk.tflite").write_bytes(b"definitely not a model" * 4)
+    (tmp_path / "cut.tflite").write_bytes((mlperf_dir / "kws_ref_model.tflite").read_bytes()[:5000])
+    code, out, err = edgezoo(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert code == 2, err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_test_command_on_a_real_model(mlperf_dir):
+    code, out, err = edgezoo("test", mlperf_dir / "pretrainedResnet_quant.tflite", "--target",
+                             "stm32l4r5", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tflite_bytes"] == 98496 and report["arena_bytes"] == 55984
+    assert report["fits"] is True and report["target"] == "stm32l4r5"
+    assert report["runtimes"]["micro_vs_reference_max_lsb"] <= 1
+    assert report["latency_ms"]["litert_int8"] > 0
+
+
+def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir):
+    boards = tmp_path / "boards.json"
+    boards.write_text(json.dumps({"tiny": dict(
+        description="too small", core="cortex-m0plus", clock_mhz=48, flash_bytes=48 * 1024,
+        ram_bytes=32 * 1024, flash_reserve_bytes=0, ram_margin_bytes=0, runtime="tflite-micro")}))
+    code, out, err = edgezoo("test", mlperf_dir / "kws_ref_model.tflite", "--target", "tiny",
+                             "--profiles", boards)
+    assert code == 1, err
+    assert "fits           False" in out
+
+
+def test_train_saves_a_keras_file(tmp_path):
+    code, out, err = edgezoo("train", "vit_micro", "--epochs", "2", "--out", tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "vit_micro.keras").is_file()
+    assert "val accuracy" in out
+    assert "epoch" in err  # the progress bar

@@ -1,0 +1,17 @@
+"""Data that ships with a package or is generated here: nothing is downloaded."""
+from edgezoo.errors import DataError
+from edgezoo.zoo.data.digits import Dataset, Split, load_digits
+
+DATASETS = {"digits": load_digits}
+
+
+def load_dataset(name, input_shape):
+    """Load a named data set resized to ``input_shape``."""
+    try:
+        loader = DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+    return loader(input_shape)
+
+
+__all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "load_digits"]

@@ -1,0 +1,22 @@
+"""Layers shared by the zoo's model families; each round-trips through get_config."""
+from edgezoo.zoo.layers.attention import (
+    ATTENTION_KERNELS,
+    MultiHeadSelfAttention,
+    register_attention,
+)
+from edgezoo.zoo.layers.class_token import ClassToken, TokenSelect
+from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
+from edgezoo.zoo.layers.position_embedding import PositionEmbedding, resize_position_embedding
+from edgezoo.zoo.layers.stochastic_depth import StochasticDepth
+
+__all__ = [
+    "ATTENTION_KERNELS",
+    "ClassToken",
+    "MultiHeadSelfAttention",
+    "PointwiseDense",
+    "PositionEmbedding",
+    "StochasticDepth",
+    "TokenSelect",
+    "register_attention",
+    "resize_position_embedding",
+]

@@ -1,0 +1,70 @@
+"""One registry of model variants: thin named entries over one builder per family."""
+import dataclasses
+import difflib
+from typing import Callable
+
+from edgezoo.errors import UnknownModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable
+    kwargs: dict
+    family: str
+    task: str
+    paper: str
+    arxiv: str
+    input_shape: tuple
+    num_classes: int
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name, builder, *, family, task, paper, arxiv, input_shape, num_classes, **kwargs):
+    """Register ``name`` as ``builder(**kwargs)`` with its paper's defaults."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelEntry(name, builder, kwargs, family, task, paper, arxiv,
+                                 tuple(input_shape), num_classes)
+
+
+def _entry(name):
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=5, cutoff=0.4)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} See edgezoo.zoo.list_models() or `edgezoo list`."
+        ) from None
+
+
+def list_models(task=None):
+    """Names of the registered models, optionally only those for ``task``."""
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
+
+
+def model_info(name):
+    """Paper title, arXiv id, family, task and default input shape of ``name``."""
+    e = _entry(name)
+    return {
+        "name": e.name,
+        "paper": e.paper,
+        "arxiv": e.arxiv,
+        "family": e.family,
+        "task": e.task,
+        "input_shape": list(e.input_shape),
+        "num_classes": e.num_classes,
+        "config": dict(e.kwargs),
+    }
+
+
+def create_model(name, num_classes=None, input_shape=None, **overrides):
+    """Build a fresh (untrained) ``name``; ``overrides`` replace the variant's defaults."""
+    e = _entry(name)
+    kwargs = {**e.kwargs, **overrides}
+    kwargs["num_classes"] = e.num_classes if num_classes is None else num_classes
+    kwargs["input_shape"] = e.input_shape if input_shape is None else tuple(input_shape)
+    return e.builder(name=name, **kwargs)
