@@ -3,7 +3,7 @@ import time
 from pathlib import Path
 
 DEFAULTS = {"model": "vit_micro", "target": "nrf52840", "epochs": 60, "seed": 0,
-            "learning_rate": 3e-3, "batch_size": 64}
+            "learning_rate": 3e-3, "batch_size": 64, "shift": 1}
 
 
 def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFAULTS["target"],
@@ -28,7 +28,8 @@ def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFA
     data = load_dataset("digits", model.input_shape[1:])
 
     fit_classifier(model, data, epochs=epochs, batch_size=DEFAULTS["batch_size"],
-                   learning_rate=DEFAULTS["learning_rate"], seed=seed, progress=progress)
+                   learning_rate=DEFAULTS["learning_rate"], seed=seed, progress=progress,
+                   shift=DEFAULTS["shift"])
     float_outputs = model.predict(data.test.x, batch_size=256, verbose=0)
 
     tflite, parsed, report = convert_model(model, "int8", profile, data.train.x[:300])

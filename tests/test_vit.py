@@ -9,6 +9,9 @@ from model_case import assert_model_checks, run_model_checks, samples_for
 
 # timm vit_base_patch16_224 / HF ViTForImageClassification, 1000 classes.
 VIT_B16_PARAMS = 86_567_656
+# timm vit_tiny_patch16_224, vit_small_patch16_224, vit_large_patch16_224, vit_huge_patch14_224.
+REFERENCE_PARAMS = {"vit_ti16": 5_717_416, "vit_s16": 22_050_664, "vit_l16": 304_326_632,
+                    "vit_h14": 632_045_800}
 
 
 def test_vit_b16_has_the_reference_parameter_count():
@@ -16,6 +19,16 @@ def test_vit_b16_has_the_reference_parameter_count():
     assert model.count_params() == VIT_B16_PARAMS
     assert model.input_shape == (None, 224, 224, 3)
     assert model.output_shape == (None, 1000)
+
+
+@pytest.mark.parametrize("name", ["vit_ti16", "vit_s16", "vit_l16"])
+def test_other_sizes_match_reference_counts(name):
+    assert create_model(name).count_params() == REFERENCE_PARAMS[name]
+
+
+@pytest.mark.slow
+def test_vit_h14_matches_reference_count():
+    assert create_model("vit_h14").count_params() == REFERENCE_PARAMS["vit_h14"]
 
 
 def test_vit_b16_parameter_count_by_part():

@@ -24,13 +24,42 @@ class ProgressBar(keras.callbacks.Callback):
         self.bar.close()
 
 
-def compile_classifier(model, learning_rate=2e-3, weight_decay=0.05, label_smoothing=0.0):
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def configure_cpu_devices(count):
+    """Split the CPU into ``count`` logical devices (data parallelism on one machine).
+
+    Must run before TensorFlow initializes its devices, i.e. before any op runs.
+    """
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(count))]
+    )
+
+
+def get_strategy(name="default"):
+    """A tf.distribute strategy by name; ``multiworker`` reads the cluster from TF_CONFIG."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def compile_classifier(model, learning_rate=2e-3, weight_decay=0.05, jit_compile=True):
     """AdamW on logits with sparse labels (the ViT/DeiT training setup)."""
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")],
-        jit_compile=True,
+        jit_compile=jit_compile,
     )
     return model
 
@@ -45,19 +74,52 @@ def cosine_schedule(learning_rate, epochs, warmup=3):
     return keras.callbacks.LearningRateScheduler(schedule)
 
 
+def shifted_batches(x, y, batch_size, shift, seed):
+    """A tf.data pipeline of shuffled batches, each image moved by up to ``shift`` pixels.
+
+    Random translation is the augmentation small-data ViT training needs most
+    (the model has no convolutional prior to give it translation invariance).
+    """
+    import tensorflow as tf
+
+    shape = x.shape[1:]
+    pad = [[shift, shift], [shift, shift], [0, 0]]
+
+    def move(image, label):
+        return tf.image.random_crop(tf.pad(image, pad), shape, seed=seed), label
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
+    if shift:
+        ds = ds.map(move, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def fit_classifier(model, dataset, *, epochs, batch_size=64, learning_rate=2e-3, seed=0,
-                   progress=True):
-    """Train ``model`` on ``dataset.train``; the weights with the best val accuracy are kept."""
+                   progress=True, strategy=None, shift=0):
+    """Train ``model`` on ``dataset.train``; the weights with the best val accuracy are kept.
+
+    With a ``strategy``, build ``model`` inside ``strategy.scope()``; ``batch_size``
+    is the global batch, split across the replicas.
+    """
     keras.utils.set_random_seed(seed)
-    compile_classifier(model, learning_rate=learning_rate)
+    if strategy is None or strategy.num_replicas_in_sync == 1 and not _is_multiworker(strategy):
+        compile_classifier(model, learning_rate=learning_rate)
+    else:
+        with strategy.scope():  # XLA clusters do not span replicas: compile without jit
+            compile_classifier(model, learning_rate=learning_rate, jit_compile=False)
     callbacks = [cosine_schedule(learning_rate, epochs), _KeepBest()]
     if progress:
         callbacks.append(ProgressBar(epochs))
     history = model.fit(
-        dataset.train.x, dataset.train.y, validation_data=(dataset.val.x, dataset.val.y),
-        epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+        shifted_batches(dataset.train.x, dataset.train.y, batch_size, shift, seed),
+        validation_data=(dataset.val.x, dataset.val.y), validation_batch_size=256,
+        epochs=epochs, verbose=0, callbacks=callbacks,
     )
     return history.history
+
+
+def _is_multiworker(strategy):
+    return "MultiWorker" in type(strategy).__name__
 
 
 class _KeepBest(keras.callbacks.Callback):
