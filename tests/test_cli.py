@@ -24,11 +24,14 @@ def edgezoo(*args, cwd=None):
     (["convert", "{tmp}/missing.keras", "--out", "{tmp}/o"], "no such model file"),
     (["test", "{tmp}/junk.tflite", "--target", "nrf52840"], "is not a TFLite model"),
     (["test", "{tmp}/cut.tflite", "--target", "nrf52840"], "failed LiteRT's flatbuffer verification"),
+    (["test", "{mlperf}/kws_ref_model_float32.tflite", "--target", "nrf52840"],
+     "TFLite Micro cannot run this model:\n  - CONV_2D (FLOAT32/INT8) from layer 'activation': hybrid op"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, args, message):
     (tmp_path / "junk.tflite").write_bytes(b"definitely not a model" * 4)
     (tmp_path / "cut.tflite").write_bytes((mlperf_dir / "kws_ref_model.tflite").read_bytes()[:5000])
-    code, out, err = edgezoo(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    code, out, err = edgezoo(*[a.replace("{tmp}", str(tmp_path)).replace("{mlperf}", str(mlperf_dir))
+                               for a in args])
     assert code == 2, err
     assert message in err
     assert "Traceback" not in err
@@ -57,9 +60,22 @@ def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir):
     assert "fits           False" in out
 
 
-def test_train_saves_a_keras_file(tmp_path):
-    code, out, err = edgezoo("train", "vit_micro", "--epochs", "2", "--out", tmp_path)
+def test_train_convert_test_round_trip(tmp_path):
+    """The CLI path a user takes: train, convert the .keras file for a board, test the .tflite."""
+    code, out, err = edgezoo("train", "vit_micro", "--epochs", "3", "--out", tmp_path)
     assert code == 0, err
-    assert (tmp_path / "vit_micro.keras").is_file()
     assert "val accuracy" in out
-    assert "epoch" in err  # the progress bar
+    assert "3/3" in err  # the progress bar
+    keras_file = tmp_path / "vit_micro.keras"
+    code, out, err = edgezoo("convert", keras_file, "--quantize", "int8", "--target", "nrf52840",
+                             "--calib", "digits", "--out", tmp_path / "int8")
+    assert code == 0, err
+    report = json.loads((tmp_path / "int8" / "report.json").read_text())
+    assert report["fits"] and "GELU" not in report["ops"]
+    assert report["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
+    code, out, err = edgezoo("test", tmp_path / "int8" / "model.tflite", "--target", "nrf52840",
+                             "--json")
+    assert code == 0, err
+    tested = json.loads(out)
+    assert tested["arena_bytes"] == report["arena_bytes"]
+    assert tested["runtimes"]["micro_vs_reference_max_lsb"] <= 1

@@ -27,6 +27,7 @@ def test_demo_outputs(demo):
     assert saved["provenance"]["seed"] == 0
     assert saved["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
     assert saved["tflite_bytes"] == (out / "model.tflite").stat().st_size
+    assert (out / "model.keras").is_file()  # a .keras zip, not a SavedModel folder
 
 
 def test_demo_acceptance_numbers(demo):
