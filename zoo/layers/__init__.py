@@ -7,6 +7,7 @@ from edgezoo.zoo.layers.attention import (
 from edgezoo.zoo.layers.class_token import ClassToken, TokenSelect
 from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
 from edgezoo.zoo.layers.position_embedding import PositionEmbedding, resize_position_embedding
+from edgezoo.zoo.layers.split_attention import RadixSoftmax, RadixSum
 from edgezoo.zoo.layers.stochastic_depth import StochasticDepth
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "MultiHeadSelfAttention",
     "PointwiseDense",
     "PositionEmbedding",
+    "RadixSoftmax",
+    "RadixSum",
     "StochasticDepth",
     "TokenSelect",
     "register_attention",
