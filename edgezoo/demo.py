@@ -6,10 +6,15 @@ DEFAULTS = {"model": "vit_micro", "target": "nrf52840", "epochs": 60, "seed": 0,
             "learning_rate": 3e-3, "batch_size": 64, "shift": 1}
 
 
-def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFAULTS["target"],
-             epochs=DEFAULTS["epochs"], seed=DEFAULTS["seed"], progress=True):
-    """Train, convert, verify and report; returns the report dict (also written to ``out_dir``)."""
-    from edgezoo.convert import convert_model, write_outputs
+def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_rate=3e-3,
+                     batch_size=64, shift=1, calibration=300, progress=True):
+    """Train a zoo model on digits, convert it to int8 for ``target`` and verify it there.
+
+    Returns (trained Keras model, .tflite bytes, report dict). Accuracy and
+    agreement are measured on the whole digits test split; the test split
+    chooses nothing (the best epoch is picked on the validation split).
+    """
+    from edgezoo.convert import convert_model
     from edgezoo.converters.quantize import check_quantization
     from edgezoo.edge.compare import compare_runtimes
     from edgezoo.edge.latency import keras_latency_ms, litert_latency_ms
@@ -26,13 +31,14 @@ def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFA
     check_quantization("int8", micro=profile.micro)
     model = create_model(model_name)
     data = load_dataset("digits", model.input_shape[1:])
-
-    fit_classifier(model, data, epochs=epochs, batch_size=DEFAULTS["batch_size"],
-                   learning_rate=DEFAULTS["learning_rate"], seed=seed, progress=progress,
-                   shift=DEFAULTS["shift"])
+    training = {"epochs": epochs, "seed": seed, "learning_rate": learning_rate,
+                "batch_size": batch_size, "shift": shift, "optimizer": "AdamW"}
+    fit_classifier(model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                   seed=seed, progress=progress, shift=shift)
+    train_s = time.perf_counter() - start
     float_outputs = model.predict(data.test.x, batch_size=256, verbose=0)
 
-    tflite, parsed, report = convert_model(model, "int8", profile, data.train.x[:300])
+    tflite, parsed, report = convert_model(model, "int8", profile, data.train.x[:calibration])
     runner = MicroRunner(tflite, parsed)
     runtimes, _ = compare_runtimes(tflite, parsed, data.test.x, labels=data.test.y,
                                    float_outputs=float_outputs, micro_runner=runner)
@@ -45,14 +51,23 @@ def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFA
     }
     report["data"] = {"name": "digits", "train": len(data.train), "val": len(data.val),
                       "test": len(data.test), "evaluated_on": "test"}
-    recipe = {**report.pop("recipe"), "calibration": "digits train split",
-              "training": {"epochs": epochs, "optimizer": "AdamW", **DEFAULTS}}
+    recipe = {**report.pop("recipe"), "calibration": "digits train split", "training": training}
     report["provenance"] = provenance(seed, recipe)
+    report["train_time_s"] = train_s
     report["wall_time_s"] = time.perf_counter() - start
+    return model, tflite, report
 
-    out_dir = Path(out_dir)
+
+def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFAULTS["target"],
+             epochs=DEFAULTS["epochs"], seed=DEFAULTS["seed"], progress=True):
+    """Train, convert, verify and report; returns the report dict (also written to ``out_dir``)."""
     from edgezoo import files
+    from edgezoo.convert import write_outputs
 
+    model, tflite, report = train_and_verify(
+        model_name, target, epochs=epochs, seed=seed, learning_rate=DEFAULTS["learning_rate"],
+        batch_size=DEFAULTS["batch_size"], shift=DEFAULTS["shift"], progress=progress)
+    out_dir = Path(out_dir)
     with files.atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
     write_outputs(out_dir, tflite, report)

@@ -1,0 +1,118 @@
+"""Benchmark: every zoo micro variant trained on digits, int8 for nrf52840, run on LiteRT and
+TFLite Micro; writes the table into BENCHMARKS.md and a size/accuracy plot.
+
+    .venv/bin/python bench/micro_digits.py [MODEL ...]   (default: every *_micro model)
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import edgezoo  # noqa: F401  (Keras 2 mode before TensorFlow loads)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "micro_digits.json"
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+PLOT = ROOT / "bench" / "results" / "micro_digits.png"
+
+# Training settings per model (chosen on the validation split, never on test).
+SETTINGS = {
+    "vit_micro": dict(epochs=60, learning_rate=3e-3, batch_size=64, shift=1),
+    "resnest_micro": dict(epochs=30, learning_rate=2e-3, batch_size=32, shift=0),
+}
+DEFAULT = dict(epochs=40, learning_rate=2e-3, batch_size=64, shift=1)
+
+
+def row(report):
+    acc, rt = report["accuracy"], report["runtimes"]
+    return {
+        "model": report["model"], "params": report["params"],
+        "float_acc": acc["float"], "int8_litert_acc": acc["int8_litert"],
+        "int8_micro_acc": acc["int8_micro"], "agreement": report["agreement"],
+        "micro_vs_ref_lsb": rt["micro_vs_reference_max_lsb"],
+        "xnnpack_vs_micro_top1": rt["default_vs_micro_top1"],
+        "tflite_bytes": report["tflite_bytes"], "arena_bytes": report["arena_bytes"],
+        "fits": report["fits"], "train_s": round(report["train_time_s"], 1),
+        "latency_keras_ms": round(report["latency_ms"]["keras"], 3),
+        "latency_litert_int8_ms": round(report["latency_ms"]["litert_int8"], 3),
+        "training": report["provenance"]["recipe"]["training"],
+    }
+
+
+def table(rows):
+    head = ("| model | params | float acc | int8 LiteRT | int8 TFLite Micro | agreement | "
+            "Micro vs ref (LSB) | .tflite | arena | fits nrf52840 | train s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {r['model']} | {r['params']:,} | {r['float_acc']:.4f} | {r['int8_litert_acc']:.4f} | "
+        f"{r['int8_micro_acc']:.4f} | {r['agreement']:.4f} | {r['micro_vs_ref_lsb']} | "
+        f"{r['tflite_bytes']:,} B | {r['arena_bytes']:,} B | {r['fits']} | {r['train_s']} |\n"
+        for r in sorted(rows, key=lambda r: r["model"]))
+    return head + body
+
+
+def write_section(name, text):
+    """Replace (or add) the section between <!-- NAME --> markers in BENCHMARKS.md."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    block = f"{start}\n{text}{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
+    from edgezoo import files
+
+    files.write_text(BENCHMARKS, new)
+
+
+def plot(rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgezoo.edge.profiles import get_profile
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["tflite_bytes"] / 1024, r["int8_micro_acc"])
+        ax.annotate(r["model"], (r["tflite_bytes"] / 1024, r["int8_micro_acc"]), fontsize=8)
+    p = get_profile("nrf52840")
+    ax.axvline((p.flash_bytes - p.flash_reserve_bytes) / 1024, ls="--", c="grey",
+               label="nrf52840 flash budget")
+    ax.set_xlabel(".tflite size (KiB)")
+    ax.set_ylabel("int8 accuracy on TFLite Micro (digits test)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    from edgezoo import files
+
+    with files.atomic_path(PLOT) as tmp:
+        fig.savefig(tmp, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*")
+    args = parser.parse_args(argv)
+    from edgezoo.demo import train_and_verify
+    from edgezoo.zoo import list_models
+
+    names = args.models or [n for n in list_models() if n.endswith("_micro")]
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in names:
+        _, _, report = train_and_verify(name, **SETTINGS.get(name, DEFAULT),
+                                        progress=sys.stderr.isatty())
+        results[name] = row(report)
+        print(json.dumps(results[name]))
+        from edgezoo import files
+
+        files.write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+    rows = list(results.values())
+    write_section("micro-digits", "## Micro variants on digits (int8, nrf52840)\n\n"
+                  "Trained by `bench/micro_digits.py` (seed 0), accuracy on the whole digits test split "
+                  "(360 images); agreement = TFLite Micro int8 top-1 vs the float model. "
+                  "Plot: `bench/results/micro_digits.png`.\n\n" + table(rows) + "\n")
+    plot(rows)
+
+
+if __name__ == "__main__":
+    main()
