@@ -107,13 +107,18 @@ def convert_model(model, quantize, profile, samples):
     return data, parsed, report
 
 
-def write_outputs(out_dir, data, report):
-    """model.tflite, report.json, report.md, each written atomically."""
+def write_outputs(out_dir, data, report, parsed=None):
+    """model.tflite, report.json, report.md (and model_data.h/.cc for firmware when the
+    arena is known), each written atomically."""
     from edgezoo import files
+    from edgezoo.converters.c_export import render_header, render_source
     from edgezoo.edge.report import write_reports
 
     out_dir = Path(out_dir)
     files.write_bytes(out_dir / "model.tflite", data)
+    if parsed is not None and report.get("arena_bytes"):
+        files.write_text(out_dir / "model_data.h", render_header(parsed, report["arena_bytes"]))
+        files.write_text(out_dir / "model_data.cc", render_source(data))
     write_reports(out_dir, report)
 
 
@@ -124,8 +129,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib="digit
 
     start = time.perf_counter()
     model, profile, samples = prepare_conversion(source, quantize, target, calib, input_shape)
-    data, _, report = convert_model(model, quantize, profile, samples)
+    data, parsed, report = convert_model(model, quantize, profile, samples)
     report["provenance"] = provenance(seed, {**report.pop("recipe"), "calibration": str(calib)})
     report["wall_time_s"] = time.perf_counter() - start
-    write_outputs(out_dir, data, report)
+    write_outputs(out_dir, data, report, parsed)
     return report

@@ -70,7 +70,9 @@ def test_pipeline_writes_all_outputs_and_nothing_else(tmp_path, digits16):
     np.save(calib, digits16.train.x[:32])
     out = tmp_path / "out"
     report = convert_pipeline("vit_micro", out, "int8", "nrf52840", str(calib))
-    assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "model_data.cc", "model_data.h",
+                                                     "report.json", "report.md"]
+    assert f"{report['tflite_bytes']};" in (out / "model_data.cc").read_text()
     saved = json.loads((out / "report.json").read_text())
     assert saved["tflite_bytes"] == (out / "model.tflite").stat().st_size == report["tflite_bytes"]
     assert saved["provenance"]["packages"]["tflite-micro"].startswith("0.dev")
