@@ -1,8 +1,9 @@
 """Data that ships with a package or is generated here: nothing is downloaded."""
 from edgezoo.errors import DataError
 from edgezoo.zoo.data.digits import Dataset, Split, load_digits
+from edgezoo.zoo.data.natural_patches import load_natural_patches
 
-DATASETS = {"digits": load_digits}
+DATASETS = {"digits": load_digits, "natural_patches": load_natural_patches}
 
 
 def load_dataset(name, input_shape):
@@ -14,4 +15,4 @@ def load_dataset(name, input_shape):
     return loader(input_shape)
 
 
-__all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "load_digits"]
+__all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "load_digits", "load_natural_patches"]
