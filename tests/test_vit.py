@@ -9,7 +9,8 @@ from model_case import assert_model_checks, run_model_checks, samples_for
 
 # timm vit_base_patch16_224 / HF ViTForImageClassification, 1000 classes.
 VIT_B16_PARAMS = 86_567_656
-# timm vit_tiny_patch16_224, vit_small_patch16_224, vit_large_patch16_224, vit_huge_patch14_224.
+# timm vit_tiny_patch16_224, vit_small_patch16_224, vit_large_patch16_224 and
+# vit_huge_patch14_224 (built with num_classes=1000: its default config has no head).
 REFERENCE_PARAMS = {"vit_ti16": 5_717_416, "vit_s16": 22_050_664, "vit_l16": 304_326_632,
                     "vit_h14": 632_045_800}
 
