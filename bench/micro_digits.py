@@ -5,16 +5,16 @@ TFLite Micro; writes the table into BENCHMARKS.md and a size/accuracy plot.
 """
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 import edgezoo  # noqa: F401  (Keras 2 mode before TensorFlow loads)
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results" / "micro_digits.json"
-BENCHMARKS = ROOT / "BENCHMARKS.md"
-PLOT = ROOT / "bench" / "results" / "micro_digits.png"
+sys.path.insert(0, str(Path(__file__).parent))
+from report import RESULTS as RESULTS_DIR, write_section  # noqa: E402
+
+RESULTS = RESULTS_DIR / "micro_digits.json"
+PLOT = RESULTS_DIR / "micro_digits.png"
 
 # Training settings per model (chosen on the validation split, never on test).
 SETTINGS = {
@@ -50,18 +50,6 @@ def table(rows):
         f"{r['tflite_bytes']:,} B | {r['arena_bytes']:,} B | {r['fits']} | {r['train_s']} |\n"
         for r in sorted(rows, key=lambda r: r["model"]))
     return head + body
-
-
-def write_section(name, text):
-    """Replace (or add) the section between <!-- NAME --> markers in BENCHMARKS.md."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    old = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    block = f"{start}\n{text}{end}"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else old.rstrip() + "\n\n" + block + "\n"
-    from edgezoo import files
-
-    files.write_text(BENCHMARKS, new)
 
 
 def plot(rows):

@@ -29,11 +29,18 @@ def _cmd_train(args):
     from edgezoo import files
     from edgezoo.zoo import create_model
     from edgezoo.zoo.data import load_dataset
-    from edgezoo.zoo.training import fit_classifier
+    from edgezoo.zoo.training import configure_cpu_devices, fit_classifier, get_strategy
 
-    model = create_model(args.model, input_shape=args.input_shape)
+    if args.cpu_devices:
+        configure_cpu_devices(args.cpu_devices)
+    strategy = get_strategy(args.strategy)
+    with strategy.scope():
+        model = create_model(args.model, input_shape=args.input_shape)
     data = load_dataset(args.data, model.input_shape[1:])
-    fit_classifier(model, data, epochs=args.epochs, seed=args.seed, learning_rate=args.lr)
+    print(f"training {args.model} with the {args.strategy} strategy on "
+          f"{strategy.num_replicas_in_sync} replica(s)")
+    fit_classifier(model, data, epochs=args.epochs, seed=args.seed, learning_rate=args.lr,
+                   strategy=strategy, shift=args.shift)
     val = model.evaluate(data.val.x, data.val.y, verbose=0, return_dict=True)
     out = Path(args.out) / f"{args.model}.keras"
     with files.atomic_path(out) as tmp:
@@ -107,7 +114,12 @@ def build_parser():
     s.add_argument("--epochs", type=int, default=60)
     s.add_argument("--lr", type=float, default=3e-3)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shift", type=int, default=1, help="random translation, in pixels")
     s.add_argument("--input-shape", type=_shape, help="H,W,C (default: the variant's)")
+    s.add_argument("--strategy", default="default", choices=["default", "mirrored", "multiworker"],
+                   help="tf.distribute strategy; multiworker reads TF_CONFIG")
+    s.add_argument("--cpu-devices", type=int, default=0,
+                   help="split the CPU into N logical devices (to try data parallelism locally)")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_train)
 
@@ -132,6 +144,8 @@ def build_parser():
     s.add_argument("--out", default="artifacts/demo")
     s.add_argument("--epochs", type=int, default=60)
     s.set_defaults(fn=_cmd_demo)
+    from edgezoo.quantum.cli import add_quantum_parser
+    add_quantum_parser(sub)
     return p
 
 
