@@ -7,8 +7,10 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None):
     from edgezoo.edge.budget import check_budget
     from edgezoo.edge.compare import compare_runtimes
     from edgezoo.edge.latency import litert_latency_ms
+    from edgezoo.edge.latency_model import estimate_latency
     from edgezoo.edge.loader import load_tflite
-    from edgezoo.edge.profiles import get_profile
+    from edgezoo.edge.macs import total_macs
+    from edgezoo.edge.profiles import ProfileError, get_profile
     from edgezoo.edge.runners.litert import LiteRTRunner
     from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
 
@@ -35,4 +37,12 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None):
     report.update({"fits": budget["fits"], "budget": budget})
     key = "litert_int8" if details.dtype == "INT8" else "litert"
     report["latency_ms"] = {key: litert_latency_ms(LiteRTRunner(data, model, "default"), x[:1])}
+    report["macs"] = total_macs(model)
+    try:  # on the board, from MACs and per-core costs: labelled an estimate, beside the measurement
+        estimate = estimate_latency(model, profile, data)
+    except ProfileError as exc:  # a custom profile whose core has no constants
+        report["latency_estimate"] = {"error": str(exc)}
+    else:
+        report["latency_ms"]["estimate"] = estimate.ms
+        report["latency_estimate"] = estimate.as_dict()
     return report

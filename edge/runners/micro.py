@@ -1,4 +1,5 @@
 """TFLite Micro (the wheel's interpreter: TFLite Micro's C++ with reference kernels) in a child process."""
+import dataclasses
 import json
 import os
 import re
@@ -6,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,16 +135,23 @@ class MicroRunner(Runner):
                     "load the model through edgezoo.edge.loader.load_tflite first"
                 )
             if proc.returncode != 0:
-                problems = self._diagnose(self.log)
-                if problems:
-                    raise UnsupportedOpsError(unsupported_message(problems), problems)
-                detail = [line for line in self.log.splitlines() if line.strip()][-3:]
-                raise RuntimeFailure("TFLite Micro failed: " + " | ".join(detail))
+                raise self._failure(self.log)
             outputs = np.load(work / "outputs.npy")
-        total, breakdown = parse_allocations(self.log)
+        self._record_arena(self.log)
+        return outputs
+
+    def _failure(self, log):
+        """The error for a run that TFLite Micro refused (not a crash): missing op, bad type, ..."""
+        problems = self._diagnose(log)
+        if problems:
+            return UnsupportedOpsError(unsupported_message(problems), problems)
+        detail = [line for line in log.splitlines() if line.strip()][-3:]
+        return RuntimeFailure("TFLite Micro failed: " + " | ".join(detail))
+
+    def _record_arena(self, log):
+        total, breakdown = parse_allocations(log)
         if total is not None:
             self.arena_bytes, self.arena_breakdown = total, breakdown
-        return outputs
 
     def measure_arena(self):
         """Arena bytes TFLite Micro allocates for this model (recorded on one invoke)."""
@@ -155,3 +164,115 @@ class MicroRunner(Runner):
             finally:
                 self.readout = readout
         return self.arena_bytes
+
+
+@dataclasses.dataclass
+class MicroResult:
+    """One model of ``run_many``: its readout, or the edgezoo error it ended in.
+
+    ``reached_invoke``: TFLite Micro built and prepared the model and began invoking it.
+    """
+
+    outputs: object = None
+    error: Exception = None
+    reached_invoke: bool = False
+
+
+_STARTUP_S = 120  # the child's interpreter start and imports, before its first model
+
+
+def run_many(runners, inputs=None, samples=1, seed=0, timeout=None, chunk_size=100):
+    """Run several MicroRunners, up to ``chunk_size`` per child process: ``[MicroResult]``.
+
+    ``inputs``: one quantized batch per runner, or None for ``samples`` seeded
+    random inputs drawn in the child from each model's own input tensor.
+    ``timeout`` (s) applies to each model. A crash or hang ends only the model
+    that caused it; the rest run in a fresh child.
+    """
+    results = [None] * len(runners)
+    for start in range(0, len(runners), chunk_size):
+        pending = list(range(start, min(start + chunk_size, len(runners))))
+        while pending:
+            pending = _run_chunk(runners, inputs, samples, seed, timeout, pending, results)
+    return results
+
+
+def _progress(work):
+    path = work / "progress.txt"
+    lines = path.read_text().split("\n") if path.exists() else []
+    stages = {}
+    for line in lines:
+        if " " in line:
+            k, stage = line.split(" ", 1)
+            stages.setdefault(int(k), []).append(stage)
+    return stages
+
+
+def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
+    """Run ``pending`` in one child; fill ``results``; return the ids still to run."""
+    with tempfile.TemporaryDirectory(prefix="edgezoo-micro-") as tmp:
+        work = Path(tmp)
+        batch = []
+        for k in pending:
+            runner = runners[k]
+            (work / f"model_{k}.tflite").write_bytes(runner.model_bytes)
+            if inputs is not None:
+                np.save(work / f"inputs_{k}.npy", inputs[k])
+            batch.append({"id": k, "arena_size": int(runner.arena_size), "tensor": runner.readout,
+                          "inputs": inputs is not None, "samples": int(samples), "seed": int(seed)})
+        (work / "job.json").write_text(json.dumps({"batch": batch}))
+        env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+        with open(work / "child.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log, env=env)
+        current, since, hung = None, time.monotonic(), None
+        while proc.poll() is None:
+            time.sleep(0.02)
+            stages = _progress(work)
+            running = [k for k, s in stages.items() if s[-1] in ("load", "invoke")]
+            now = time.monotonic()
+            if running and running[-1] != current:
+                current, since = running[-1], now
+            limit = _STARTUP_S if current is None else (
+                timeout or runners[current].timeout or 60 + 0.5 * (
+                    len(inputs[current]) if inputs is not None else samples))
+            if now - since > limit:
+                proc.kill()
+                proc.wait()
+                hung = (current, limit)
+        stages = _progress(work)
+        for k in pending:
+            runner, seen = runners[k], stages.get(k, [])
+            if not seen or seen[-1] not in ("done", "error"):
+                continue
+            text = (work / f"log_{k}.txt").read_text(errors="replace")
+            runner.log = text
+            reached = "invoke" in seen
+            if seen[-1] == "done":
+                runner._record_arena(text)
+                results[k] = MicroResult(np.load(work / f"out_{k}.npy"), None, reached)
+            else:
+                results[k] = MicroResult(None, runner._failure(text), reached)
+        started = [k for k in pending if k in stages and results[k] is None]
+        if started:  # the model running when the child died or was stopped
+            k = started[0]
+            seen = stages[k]
+            log_file = work / f"log_{k}.txt"
+            runners[k].log = log_file.read_text(errors="replace") if log_file.exists() else ""
+            if hung is not None and hung[0] == k:
+                error = RuntimeFailure(f"TFLite Micro did not finish this model within {hung[1]:.0f} s; "
+                                       "it may loop or be far too large for this check")
+            elif proc.returncode < 0:
+                error = RuntimeFailure(f"TFLite Micro crashed ({signal.Signals(-proc.returncode).name}) "
+                                       "on this model")
+            else:
+                error = RuntimeFailure(f"TFLite Micro's child process exited with code {proc.returncode} "
+                                       "on this model")
+            results[k] = MicroResult(None, error, "invoke" in seen)
+        elif not any(k in stages for k in pending):  # the child failed before its first model
+            text = (work / "child.log").read_text(errors="replace")
+            detail = [line for line in text.splitlines() if line.strip()][-3:]
+            cause = "did not start in time" if hung else f"exited with code {proc.returncode}"
+            for k in pending:
+                results[k] = MicroResult(None, RuntimeFailure(
+                    f"TFLite Micro's child process {cause}: " + " | ".join(detail)), False)
+    return [k for k in pending if results[k] is None]
