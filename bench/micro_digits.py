@@ -20,6 +20,7 @@ PLOT = RESULTS_DIR / "micro_digits.png"
 SETTINGS = {
     "vit_micro": dict(epochs=60, learning_rate=3e-3, batch_size=64, shift=1),
     "resnest_micro": dict(epochs=30, learning_rate=2e-3, batch_size=32, shift=0),
+    "cswin_micro": dict(epochs=30, learning_rate=2e-3, batch_size=32, shift=2),
 }
 DEFAULT = dict(epochs=40, learning_rate=2e-3, batch_size=64, shift=1)
 

@@ -1,6 +1,7 @@
 """edgezoo.zoo: Keras (tf_keras) implementations of recent papers, behind one registry."""
 from edgezoo.zoo import vit  # noqa: F401  (registers its variants)
 from edgezoo.zoo import resnest  # noqa: F401  (registers its variants)
+from edgezoo.zoo import cswin  # noqa: F401  (registers its variants)
 from edgezoo.zoo.registry import create_model, list_models, model_info, register_model
 
 __all__ = ["create_model", "list_models", "model_info", "register_model"]

@@ -5,6 +5,7 @@ from edgezoo.zoo.layers.attention import (
     register_attention,
 )
 from edgezoo.zoo.layers.class_token import ClassToken, TokenSelect
+from edgezoo.zoo.layers.cross_shaped_attention import CrossShapedWindowAttention
 from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
 from edgezoo.zoo.layers.position_embedding import PositionEmbedding, resize_position_embedding
 from edgezoo.zoo.layers.split_attention import RadixSoftmax, RadixSum
@@ -13,6 +14,7 @@ from edgezoo.zoo.layers.stochastic_depth import StochasticDepth
 __all__ = [
     "ATTENTION_KERNELS",
     "ClassToken",
+    "CrossShapedWindowAttention",
     "MultiHeadSelfAttention",
     "PointwiseDense",
     "PositionEmbedding",
