@@ -10,7 +10,7 @@ import pytest
 def test_train_with_a_strategy(tmp_path, strategy, replicas):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}  # multiworker: one local worker
     proc = subprocess.run(
-        [sys.executable, "-m", "edgezoo.cli", "train", "vit_micro", "--epochs", "1",
+        [sys.executable, "-m", "edgezoo.cli", "train", "vit_micro", "--epochs", "3",
          "--strategy", strategy, "--cpu-devices", "2", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, env=env,
     )
@@ -18,4 +18,4 @@ def test_train_with_a_strategy(tmp_path, strategy, replicas):
     assert f"with the {strategy} strategy on {replicas} replica(s)" in proc.stdout
     assert (tmp_path / "vit_micro.keras").stat().st_size > 100_000
     accuracy = float(proc.stdout.split("val accuracy ")[1].rstrip(")\n"))
-    assert accuracy > 0.3  # one epoch from scratch learns something (chance is 0.1)
+    assert accuracy > 0.5  # three epochs from scratch learn something (chance is 0.1)

@@ -102,11 +102,16 @@ def fit_classifier(model, dataset, *, epochs, batch_size=64, learning_rate=2e-3,
     is the global batch, split across the replicas.
     """
     keras.utils.set_random_seed(seed)
-    if strategy is None or strategy.num_replicas_in_sync == 1 and not _is_multiworker(strategy):
+    if strategy is None:
         compile_classifier(model, learning_rate=learning_rate)
     else:
-        with strategy.scope():  # XLA clusters do not span replicas: compile without jit
-            compile_classifier(model, learning_rate=learning_rate, jit_compile=False)
+        import tensorflow as tf
+
+        # XLA clusters do not span replicas or workers: jit only on a single local replica.
+        local = (strategy.num_replicas_in_sync == 1
+                 and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
+        with strategy.scope():
+            compile_classifier(model, learning_rate=learning_rate, jit_compile=local)
     callbacks = [cosine_schedule(learning_rate, epochs), _KeepBest()]
     if progress:
         callbacks.append(ProgressBar(epochs))
@@ -116,10 +121,6 @@ def fit_classifier(model, dataset, *, epochs, batch_size=64, learning_rate=2e-3,
         epochs=epochs, verbose=0, callbacks=callbacks,
     )
     return history.history
-
-
-def _is_multiworker(strategy):
-    return "MultiWorker" in type(strategy).__name__
 
 
 class _KeepBest(keras.callbacks.Callback):
