@@ -21,6 +21,8 @@ SETTINGS = {
     "vit_micro": dict(epochs=60, learning_rate=3e-3, batch_size=64, shift=1),
     "resnest_micro": dict(epochs=30, learning_rate=2e-3, batch_size=32, shift=0),
     "cswin_micro": dict(epochs=30, learning_rate=2e-3, batch_size=32, shift=2),
+    "perceiver_micro": dict(epochs=40, learning_rate=2e-3, batch_size=32, shift=1),
+    "perceiver_io_micro": dict(epochs=40, learning_rate=2e-3, batch_size=32, shift=1),
 }
 DEFAULT = dict(epochs=40, learning_rate=2e-3, batch_size=64, shift=1)
 
@@ -35,10 +37,29 @@ def row(report):
         "xnnpack_vs_micro_top1": rt["default_vs_micro_top1"],
         "tflite_bytes": report["tflite_bytes"], "arena_bytes": report["arena_bytes"],
         "fits": report["fits"], "train_s": round(report["train_time_s"], 1),
+        "float_tflite_bytes": report["float_tflite_bytes"], "macs": report["macs"],
         "latency_keras_ms": round(report["latency_ms"]["keras"], 3),
+        "latency_litert_float_ms": round(report["latency_ms"]["litert_float"], 3),
         "latency_litert_int8_ms": round(report["latency_ms"]["litert_int8"], 3),
+        "estimate_ms": {k: round(v, 1) for k, v in report["latency_estimate_ms"].items()},
         "training": report["provenance"]["recipe"]["training"],
     }
+
+
+def speed_table(rows):
+    boards = sorted({b for r in rows for b in r.get("estimate_ms", {})})
+    head = ("| model | MACs | float .tflite | int8 .tflite | Keras float ms | LiteRT float ms | "
+            "LiteRT int8 ms | " + " | ".join(f"est. {b} ms" for b in boards) + " |\n"
+            "|---" * (7 + len(boards)) + "|\n")
+    body = ""
+    for r in sorted(rows, key=lambda r: r["model"]):
+        if "macs" not in r:
+            continue
+        est = " | ".join(f"{r['estimate_ms'][b]:,.1f}" for b in boards)
+        body += (f"| {r['model']} | {r['macs']:,} | {r['float_tflite_bytes']:,} B | {r['tflite_bytes']:,} B | "
+                 f"{r['latency_keras_ms']} | {r['latency_litert_float_ms']} | {r['latency_litert_int8_ms']} | "
+                 f"{est} |\n")
+    return head + body
 
 
 def table(rows):
@@ -59,15 +80,16 @@ def plot(rows):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgezoo.edge.profiles import get_profile
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         ax.scatter(r["tflite_bytes"] / 1024, r["int8_micro_acc"])
         ax.annotate(r["model"], (r["tflite_bytes"] / 1024, r["int8_micro_acc"]), fontsize=8)
-    p = get_profile("nrf52840")
-    ax.axvline((p.flash_bytes - p.flash_reserve_bytes) / 1024, ls="--", c="grey",
-               label="nrf52840 flash budget")
+    from edgezoo.edge.profiles import load_profiles
+
+    for i, p in enumerate(b for b in load_profiles().values() if b.micro):
+        budget = (p.flash_bytes - p.flash_reserve_bytes) / 1024
+        if budget <= 4096:
+            ax.axvline(budget, ls="--", c=f"C{i + 3}", label=f"{p.name} flash budget")
     ax.set_xlabel(".tflite size (KiB)")
     ax.set_ylabel("int8 accuracy on TFLite Micro (digits test)")
     ax.legend(loc="lower right")
@@ -85,6 +107,9 @@ def main(argv=None):
     from edgezoo.demo import train_and_verify
     from edgezoo.zoo import list_models
 
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # the same seed gives the same table
     names = args.models or [n for n in list_models() if n.endswith("_micro")]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in names:
@@ -99,7 +124,10 @@ def main(argv=None):
     write_section("micro-digits", "## Micro variants on digits (int8, nrf52840)\n\n"
                   "Trained by `bench/micro_digits.py` (seed 0), accuracy on the whole digits test split "
                   "(360 images); agreement = TFLite Micro int8 top-1 vs the float model. "
-                  "Plot: `bench/results/micro_digits.png`.\n\n" + table(rows) + "\n")
+                  "Plot: `bench/results/micro_digits.png`.\n\n" + table(rows) + "\n"
+                  "Speed: measured on this machine (batch 1, LiteRT on 1 thread, XNNPACK) and "
+                  "estimated on each board from MACs and per-core constants "
+                  "(`edge/core_costs.json`; estimates, not measurements).\n\n" + speed_table(rows) + "\n")
     plot(rows)
 
 

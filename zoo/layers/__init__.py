@@ -6,6 +6,13 @@ from edgezoo.zoo.layers.attention import (
 )
 from edgezoo.zoo.layers.class_token import ClassToken, TokenSelect
 from edgezoo.zoo.layers.cross_shaped_attention import CrossShapedWindowAttention
+from edgezoo.zoo.layers.cross_attention import CrossAttention
+from edgezoo.zoo.layers.fourier_features import (
+    FourierPositionEncoding,
+    fourier_channels,
+    fourier_position_features,
+)
+from edgezoo.zoo.layers.latent_array import LatentArray
 from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
 from edgezoo.zoo.layers.position_embedding import PositionEmbedding, resize_position_embedding
 from edgezoo.zoo.layers.split_attention import RadixSoftmax, RadixSum
@@ -15,6 +22,9 @@ __all__ = [
     "ATTENTION_KERNELS",
     "ClassToken",
     "CrossShapedWindowAttention",
+    "CrossAttention",
+    "FourierPositionEncoding",
+    "LatentArray",
     "MultiHeadSelfAttention",
     "PointwiseDense",
     "PositionEmbedding",
@@ -22,6 +32,8 @@ __all__ = [
     "RadixSum",
     "StochasticDepth",
     "TokenSelect",
+    "fourier_channels",
+    "fourier_position_features",
     "register_attention",
     "resize_position_embedding",
 ]
