@@ -31,6 +31,13 @@ class TensorDetails:
     dtype: str
     scale: float
     zero_point: int
+    shape_signature: tuple = ()  # -1 marks a dimension that is only known at run time
+
+    @property
+    def dynamic(self):
+        """A dimension other than the batch is only known at run time (a dynamic batch is
+        harmless: runtimes allocate the stored batch-1 shape)."""
+        return any(int(d) < 0 for d in self.shape_signature[1:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +110,8 @@ def _tensor_details(subgraph, index):
     zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
     name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
     shape = tuple(int(s) for s in (t.shape if t.shape is not None else ()))
-    return TensorDetails(name, shape, TYPE_NAMES.get(t.type, str(t.type)), scale, zero)
+    signature = tuple(int(s) for s in (t.shapeSignature if t.shapeSignature is not None else ()))
+    return TensorDetails(name, shape, TYPE_NAMES.get(t.type, str(t.type)), scale, zero, signature)
 
 
 def read_tflite(data):

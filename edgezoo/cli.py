@@ -61,18 +61,19 @@ def _cmd_convert(args):
 def _cmd_test(args):
     from edgezoo.device_test import test_tflite
 
-    report = test_tflite(args.model, args.target, profiles=args.profiles)
+    report = test_tflite(args.model, args.target, profiles=args.profiles, keras_model=args.keras,
+                         data=args.data)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for key in ("model", "target", "tflite_bytes", "arena_bytes", "fits", "ops", "latency_ms"):
-            print(f"{key:14s} {report.get(key)}")
-        if "runtimes" in report:
-            r = report["runtimes"]
-            print(f"{'micro vs ref':14s} max {r['micro_vs_reference_max_lsb']} LSB on {r['inputs']}")
-    runtimes = report.get("runtimes", {})
-    agree = runtimes.get("micro_vs_reference_max_lsb", 0) <= 1
-    return 0 if report["fits"] and agree else 1
+        for key in ("model", "target", "inputs", "tflite_bytes", "arena_bytes", "fits", "ops",
+                    "agreement", "accuracy", "latency_ms"):
+            if key in report:
+                print(f"{key:14s} {report[key]}")
+        for name, check in report["checks"].items():
+            verdict = "ok" if check["passed"] else "FAILED"
+            print(f"check {name}: {check['value']} (limit {check['limit']}) {verdict}")
+    return 0 if report["passed"] else 1
 
 
 def _cmd_demo(args):
@@ -137,6 +138,8 @@ def build_parser():
     s.add_argument("model", help=".tflite file")
     s.add_argument("--target", required=True)
     s.add_argument("--profiles", help="JSON file with more device profiles")
+    s.add_argument("--keras", help="the float .keras model, for int8-vs-float agreement")
+    s.add_argument("--data", help="'digits' or a .npy/.npz (x, y) file; default: random inputs")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_test)
 

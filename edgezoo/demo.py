@@ -18,7 +18,11 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     from edgezoo.converters.quantize import check_quantization
     from edgezoo.edge.compare import compare_runtimes
     from edgezoo.edge.latency import keras_latency_ms, litert_latency_ms
-    from edgezoo.edge.profiles import get_profile
+    from edgezoo.converters.quantize import convert
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.edge.latency_model import estimate_latency
+    from edgezoo.edge.macs import total_macs
+    from edgezoo.edge.profiles import get_profile, load_profiles
     from edgezoo.edge.runners.litert import LiteRTRunner
     from edgezoo.edge.runners.micro import MicroRunner
     from edgezoo.provenance import provenance
@@ -45,10 +49,18 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     report["accuracy"] = runtimes.pop("accuracy")
     report["agreement"] = runtimes.pop("micro_vs_float_top1")
     report["runtimes"] = runtimes
+    float_tflite = convert(model, "none")
+    report["float_tflite_bytes"] = len(float_tflite)
     report["latency_ms"] = {
         "keras": keras_latency_ms(model, data.test.x[:1]),
+        "litert_float": litert_latency_ms(
+            LiteRTRunner(float_tflite, read_tflite(float_tflite), "default"), data.test.x[:1]),
         "litert_int8": litert_latency_ms(LiteRTRunner(tflite, parsed, "default"), data.test.x[:1]),
+        "estimate": estimate_latency(parsed, profile, tflite).ms,
     }
+    report["macs"] = total_macs(parsed)
+    report["latency_estimate_ms"] = {name: estimate_latency(parsed, board, tflite).ms
+                                     for name, board in load_profiles().items()}
     report["data"] = {"name": "digits", "train": len(data.train), "val": len(data.val),
                       "test": len(data.test), "evaluated_on": "test"}
     recipe = {**report.pop("recipe"), "calibration": "digits train split", "training": training}

@@ -58,6 +58,7 @@ def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir):
                              "--profiles", boards)
     assert code == 1, err
     assert "fits           False" in out
+    assert "check fits: False (limit True) FAILED" in out
 
 
 def test_train_convert_test_round_trip(tmp_path):
@@ -74,8 +75,13 @@ def test_train_convert_test_round_trip(tmp_path):
     assert report["fits"] and "GELU" not in report["ops"]
     assert report["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
     code, out, err = edgezoo("test", tmp_path / "int8" / "model.tflite", "--target", "nrf52840",
-                             "--json")
+                             "--keras", keras_file, "--data", "digits", "--json")
     assert code == 0, err
     tested = json.loads(out)
     assert tested["arena_bytes"] == report["arena_bytes"]
+    assert tested["inputs"] == "digits test split (360 samples)"
     assert tested["runtimes"]["micro_vs_reference_max_lsb"] <= 1
+    assert tested["agreement"] >= 0.98 and set(tested["accuracy"]) == {"float", "int8_litert", "int8_micro"}
+    assert tested["passed"] and set(tested["checks"]) == {
+        "micro_vs_reference_lsb", "default_vs_micro_top1", "int8_vs_float_top1", "fits"}
+    assert tested["latency_ms"]["keras"] > 0 and tested["latency_ms"]["estimate"] > 0

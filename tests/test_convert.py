@@ -7,8 +7,9 @@ from edgezoo.convert import convert_model, convert_pipeline, prepare_conversion
 from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.micro_ops import micro_op_table
+from edgezoo.edge.runners.micro import check_micro_ops
 from edgezoo.edge.profiles import get_profile
-from edgezoo.errors import DataError, UnsupportedQuantizationError
+from edgezoo.errors import DataError, UnsupportedOpsError, UnsupportedQuantizationError
 from edgezoo.zoo import create_model
 
 
@@ -35,7 +36,22 @@ def test_dynamic_batch_brings_shape_arithmetic():
     dynamic = read_tflite(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     static = read_tflite(convert(model, "none"))
     assert {"REDUCE_PROD", "SHAPE", "PACK"} <= set(dynamic.op_names) - set(static.op_names)
-    assert "REDUCE_PROD" not in micro_op_table()  # so TFLite Micro could not run the dynamic one
+    assert dynamic.inputs[0].shape_signature[0] == -1 and -1 not in static.inputs[0].shape_signature
+    with pytest.raises(UnsupportedOpsError) as err:  # refused before TFLite Micro sees it
+        check_micro_ops(dynamic)
+    reasons = {p["op"]: p["reason"] for p in err.value.problems}
+    assert reasons["REDUCE_PROD"] == "TFLite Micro has no REDUCE_PROD kernel"
+    assert "REDUCE_PROD" not in micro_op_table()
+
+
+def test_run_time_dimensions_are_refused_for_micro():
+    """A sequence length fixed only at run time cannot get a TFLite Micro arena."""
+    import dataclasses
+
+    model = read_tflite(convert(create_model("vit_micro"), "none"))
+    variable = dataclasses.replace(model.inputs[0], shape_signature=(1, -1, 16, 1))
+    with pytest.raises(UnsupportedOpsError, match=r"input shape \(1, -1, 16, 1\) has a run-time"):
+        check_micro_ops(dataclasses.replace(model, inputs=(variable,)))
 
 
 @pytest.mark.parametrize("mode", ["float16", "dynamic"])

@@ -7,7 +7,6 @@ through MicroRunner's child process; crashes and hangs there become errors.
 """
 import collections
 import hashlib
-import math
 
 import flatbuffers
 import numpy as np

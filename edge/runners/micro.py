@@ -29,6 +29,12 @@ def static_problems(model):
     """Operators or tensor types of ``model`` that the installed TFLite Micro lacks, with layers."""
     table = micro_op_table()
     problems = []
+    for tensor in model.inputs:
+        if tensor.dynamic:
+            problems.append({"op": "input", "types": [tensor.dtype], "layer": tensor.name, "index": -1,
+                             "reason": f"input shape {tensor.shape_signature} has a run-time (-1) "
+                                       "dimension; TFLite Micro allocates static shapes: convert "
+                                       "with every dimension fixed"})
     for op in model.operators:
         if op.op not in table:
             problems.append({"op": op.op, "types": sorted(set(op.input_types + op.output_types)),
