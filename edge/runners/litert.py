@@ -5,12 +5,13 @@ import numpy as np
 
 from edgezoo.edge.runners.base import Runner
 
-RESOLVERS = ("default", "reference")
+RESOLVERS = ("default", "builtin", "reference")
 
 
 class LiteRTRunner(Runner):
-    """``resolver='default'`` uses the optimized kernels with XNNPACK; ``'reference'``
-    uses BUILTIN_REF, whose integer arithmetic TFLite Micro reproduces."""
+    """``resolver='default'`` uses the optimized kernels with XNNPACK; ``'builtin'`` the
+    optimized kernels without it; ``'reference'`` uses BUILTIN_REF, whose integer arithmetic
+    TFLite Micro reproduces."""
 
     def __init__(self, model_bytes, model, resolver="default", num_threads=1):
         super().__init__(model_bytes, model)
@@ -19,7 +20,8 @@ class LiteRTRunner(Runner):
         if resolver not in RESOLVERS:
             raise ValueError(f"resolver must be one of {RESOLVERS}, got {resolver!r}")
         self.name = f"litert-{resolver}"
-        kind = OpResolverType.BUILTIN_REF if resolver == "reference" else OpResolverType.AUTO
+        kind = {"default": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF,
+                "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}[resolver]
         with warnings.catch_warnings():  # preserving tensors is how we read pre-softmax logits
             warnings.simplefilter("ignore", UserWarning)
             self.interpreter = Interpreter(
