@@ -107,9 +107,6 @@ def main(argv=None):
     from edgezoo.demo import train_and_verify
     from edgezoo.zoo import list_models
 
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()  # the same seed gives the same table
     names = args.models or [n for n in list_models() if n.endswith("_micro")]
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in names:

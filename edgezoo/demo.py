@@ -30,9 +30,13 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     from edgezoo.zoo.data import load_dataset
     from edgezoo.zoo.training import fit_classifier
 
+    import tensorflow as tf
+
     start = time.perf_counter()
     profile = get_profile(target)
     check_quantization("int8", micro=profile.micro)
+    # The same seed must give the same model, report and .tflite on every run of a machine.
+    tf.config.experimental.enable_op_determinism()
     model = create_model(model_name)
     data = load_dataset("digits", model.input_shape[1:])
     training = {"epochs": epochs, "seed": seed, "learning_rate": learning_rate,

@@ -23,7 +23,10 @@ def test_demo_outputs(demo):
     assert saved["model"] == "vit_micro" and saved["target"] == "nrf52840"
     assert saved["params"] == 136_906
     assert set(saved["accuracy"]) == {"float", "int8_litert", "int8_micro"}
-    assert set(saved["latency_ms"]) == {"keras", "litert_int8"}
+    assert set(saved["latency_ms"]) == {"keras", "litert_float", "litert_int8", "estimate"}
+    assert all(v > 0 for v in saved["latency_ms"].values())
+    assert saved["macs"] > 1_000_000 and saved["float_tflite_bytes"] > saved["tflite_bytes"]
+    assert set(saved["latency_estimate_ms"]) >= {"nrf52840", "stm32l4r5", "rp2040"}
     assert saved["provenance"]["seed"] == 0
     assert saved["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
     assert saved["tflite_bytes"] == (out / "model.tflite").stat().st_size
