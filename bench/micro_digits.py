@@ -50,7 +50,7 @@ def speed_table(rows):
     boards = sorted({b for r in rows for b in r.get("estimate_ms", {})})
     head = ("| model | MACs | float .tflite | int8 .tflite | Keras float ms | LiteRT float ms | "
             "LiteRT int8 ms | " + " | ".join(f"est. {b} ms" for b in boards) + " |\n"
-            "|---" * (7 + len(boards)) + "|\n")
+            + "|---" * (7 + len(boards)) + "|\n")
     body = ""
     for r in sorted(rows, key=lambda r: r["model"]):
         if "macs" not in r:
