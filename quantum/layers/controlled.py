@@ -3,14 +3,14 @@ import tf_keras as keras
 
 from edgezoo.quantum._tfq import require_tfq
 from edgezoo.quantum.errors import QuantumConfigError
-from edgezoo.quantum.layers.serialization import (check_repetitions, is_noisy, load_circuit,
+from edgezoo.quantum.layers.serialization import (CircuitJSON, check_repetitions, is_noisy, load_circuit,
                                                   load_observables, make_differentiator)
 
 tfq = require_tfq()
 
 
 @keras.utils.register_keras_serializable(package="edgezoo.quantum")
-class ControlledPQC(tfq.layers.ControlledPQC):
+class ControlledPQC(CircuitJSON, tfq.layers.ControlledPQC):
     """Inputs [circuits, values]: ``values[:, k]`` drives ``symbol_names[k]`` (sorted)."""
 
     def __init__(self, circuit, observables, *, repetitions=None, differentiator=None, symbols=None,
@@ -26,18 +26,6 @@ class ControlledPQC(tfq.layers.ControlledPQC):
         if symbols is not None and list(symbols) != self.symbol_names:
             raise QuantumConfigError(f"{self.name}: the circuit's symbols {self.symbol_names} differ "
                                      f"from the saved ones {list(symbols)}")
-
-    @property
-    def symbol_names(self):
-        return [str(s) for s in self._symbols_list]
-
-    @property
-    def circuit(self):
-        return load_circuit(self._cj)[0]
-
-    @property
-    def observables(self):
-        return load_observables(self._oj)[0]
 
     def get_config(self):
         config = keras.layers.Layer.get_config(self)

@@ -10,7 +10,7 @@ import tf_keras as keras
 from edgezoo.quantum._tfq import require_tfq
 from edgezoo.quantum.errors import QuantumConfigError
 from edgezoo.quantum.layers.initializers import AngleInitializer
-from edgezoo.quantum.layers.serialization import (check_repetitions, fresh_seed, is_noisy,
+from edgezoo.quantum.layers.serialization import (CircuitJSON, check_repetitions, fresh_seed, is_noisy,
                                                   load_circuit, load_observables,
                                                   make_differentiator)
 
@@ -29,25 +29,13 @@ def _check_symbols(layer, symbols, mirror):
         raise QuantumConfigError(f"{layer.name}: mirror names symbols not in the circuit: {unknown}")
 
 
-class _Trainable:
+class _Trainable(CircuitJSON):
     """Mixin: config and read-out shared by the layers that own the circuit's parameters."""
 
     def _store(self, cj, oj, repetitions, diff_name, seed, minval, maxval, mirror):
         self._cj, self._oj, self._repetitions_arg = cj, oj, repetitions
         self._diff_name, self._seed, self._minval, self._maxval = diff_name, seed, minval, maxval
         self._mirror = dict(mirror)
-
-    @property
-    def symbol_names(self):
-        return [str(s) for s in self._symbols_list]
-
-    @property
-    def circuit(self):
-        return load_circuit(self._cj)[0]
-
-    @property
-    def observables(self):
-        return load_observables(self._oj)[0]
 
     def parameter_values(self):
         """{symbol name: current value} as plain floats."""

@@ -17,6 +17,23 @@ def load_circuit(circuit):
     return circuit, cirq.to_json(circuit)
 
 
+class CircuitJSON:
+    """Mixin for TFQ layers that keep their circuit (``_cj``) and observables (``_oj``) as
+    Cirq JSON and their symbols in ``_symbols_list``: the live objects, rebuilt on demand."""
+
+    @property
+    def symbol_names(self):
+        return [str(s) for s in self._symbols_list]
+
+    @property
+    def circuit(self):
+        return load_circuit(self._cj)[0]
+
+    @property
+    def observables(self):
+        return load_observables(self._oj)[0]
+
+
 def load_observables(observables):
     """(list of PauliString/PauliSum, its Cirq JSON) from observables or Cirq JSON text."""
     if isinstance(observables, str):
