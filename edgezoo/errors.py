@@ -48,3 +48,7 @@ class DataError(EdgezooError, ValueError):
 
 class RuntimeFailure(EdgezooError, RuntimeError):
     """A runtime (LiteRT or TFLite Micro) failed, crashed or timed out on a model."""
+
+
+class RecipeError(EdgezooError, ValueError):
+    """A compression recipe that is malformed or contradicts itself, or a model it cannot apply to."""
