@@ -95,20 +95,36 @@ def shifted_batches(x, y, batch_size, shift, seed):
 
 
 def fit_classifier(model, dataset, *, epochs, batch_size=64, learning_rate=2e-3, seed=0,
-                   progress=True, strategy=None, shift=0):
+                   progress=True, strategy=None, shift=0, jit_compile=True):
     """Train ``model`` on ``dataset.train``; the weights with the best val accuracy are kept.
 
     With a ``strategy``, build ``model`` inside ``strategy.scope()``; ``batch_size``
-    is the global batch, split across the replicas.
+    is the global batch, split across the replicas. Under op determinism XLA has
+    no deterministic MaxPool gradient: such models train without XLA.
     """
+    import tensorflow as tf
+
+    try:
+        return _fit(model, dataset, epochs, batch_size, learning_rate, seed, progress, strategy,
+                    shift, jit_compile)
+    except tf.errors.UnimplementedError as exc:
+        if not jit_compile or "deterministic" not in str(exc):
+            raise
+    # The failure comes when the train step is compiled, before any weight changes.
+    return _fit(model, dataset, epochs, batch_size, learning_rate, seed, progress, strategy,
+                shift, jit_compile=False)
+
+
+def _fit(model, dataset, epochs, batch_size, learning_rate, seed, progress, strategy, shift,
+         jit_compile):
     keras.utils.set_random_seed(seed)
     if strategy is None:
-        compile_classifier(model, learning_rate=learning_rate)
+        compile_classifier(model, learning_rate=learning_rate, jit_compile=jit_compile)
     else:
         import tensorflow as tf
 
         # XLA clusters do not span replicas or workers: jit only on a single local replica.
-        local = (strategy.num_replicas_in_sync == 1
+        local = (jit_compile and strategy.num_replicas_in_sync == 1
                  and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
         with strategy.scope():
             compile_classifier(model, learning_rate=learning_rate, jit_compile=local)
