@@ -30,7 +30,7 @@ def _float(value):
 
 
 def render_header(model, arena_bytes, symbol="g_model_data"):
-    """model_data.h for ``model`` (a parsed TFLiteModel)."""
+    """model_data.h for ``model`` (a parsed TFLiteModel); ``arena_bytes`` None: not measured."""
     guard = f"EDGEZOO_{symbol.upper()}_H_"
     ops = sorted({o.op for o in model.operators})
     custom = [op for op in ops if op.startswith("CUSTOM:")]
@@ -43,8 +43,11 @@ def render_header(model, arena_bytes, symbol="g_model_data"):
         f"extern const unsigned char {symbol}[];  // aligned to {ALIGNMENT} bytes",
         f"extern const size_t {symbol}_len;",
         "#ifdef __cplusplus", "}", "#endif", "",
-        f"// TFLite Micro arena: {arena_bytes} B measured on a 64-bit host, +{ARENA_MARGIN:.0%} margin.",
-        f"#define EDGEZOO_TENSOR_ARENA_SIZE {arena_constant(arena_bytes)}",
+        *((f"// TFLite Micro arena: {arena_bytes} B measured on a 64-bit host, "
+           f"+{ARENA_MARGIN:.0%} margin.",
+           f"#define EDGEZOO_TENSOR_ARENA_SIZE {arena_constant(arena_bytes)}")
+          if arena_bytes else
+          ("// TFLite Micro arena not measured: convert with a microcontroller --target to get it.",)),
         f"#define EDGEZOO_INPUT_TYPE \"{inp.dtype}\"",
         f"#define EDGEZOO_INPUT_SCALE {_float(inp.scale)}",
         f"#define EDGEZOO_INPUT_ZERO_POINT ({inp.zero_point})",

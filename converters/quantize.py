@@ -60,8 +60,8 @@ def _representative(samples, limit):
     return gen
 
 
-def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
-    """Convert ``model`` to TFLite bytes.
+def make_converter(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
+    """The TFLiteConverter for ``model`` from a static batch-1 signature, set up for ``quantize``.
 
     ``int8``: full-integer with int8 input and output; ``int16x8``: 16-bit
     activations, 8-bit weights; ``float16``: float16 weights; ``dynamic``:
@@ -91,4 +91,11 @@ def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibr
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter
+
+
+def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
+    """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes)."""
+    converter = make_converter(model, quantize, calibration, micro=micro,
+                               max_calibration=max_calibration)
     return bytes(converter.convert())

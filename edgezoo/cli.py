@@ -48,14 +48,35 @@ def _cmd_train(args):
     print(f"saved {out} (val accuracy {val['acc']:.4f})")
 
 
+def recipe_from_args(args):
+    """The recipe: a --recipe file if given, with every flag given on the command line on top."""
+    from edgezoo.converters.recipe import Recipe
+
+    base = Recipe.from_file(args.recipe) if args.recipe else Recipe()
+    flags = {"quantize": args.quantize, "target": args.target, "prune": args.prune,
+             "prune_schedule": args.prune_schedule, "prune_policy": args.prune_policy,
+             "lottery_rounds": args.lottery_rounds, "cluster": args.cluster, "distill": args.distill,
+             "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
+             "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None}
+    from edgezoo.errors import RecipeError
+
+    try:
+        return base.replace(**flags)
+    except TypeError as exc:
+        raise RecipeError(str(exc)) from None
+
+
 def _cmd_convert(args):
     from edgezoo.convert import convert_pipeline
 
-    report = convert_pipeline(args.model, args.out, quantize=args.quantize, target=args.target,
-                              calib=args.calib, input_shape=args.input_shape)
+    recipe = recipe_from_args(args)
+    report = convert_pipeline(args.model, args.out, quantize=recipe.quantize, target=recipe.target,
+                              calib=args.calib, input_shape=args.input_shape, recipe=recipe,
+                              progress=True)
     fits = "" if report.get("fits") is None else f", fits {report['target']}: {report['fits']}"
     arena = f", arena {report['arena_bytes']:,} B" if report.get("arena_bytes") else ""
-    print(f"wrote {args.out}/model.tflite ({report['tflite_bytes']:,} B{arena}{fits})")
+    agreement = f", agreement {report['agreement']:.4f}" if "agreement" in report else ""
+    print(f"wrote {args.out}/model.tflite ({report['tflite_bytes']:,} B{arena}{fits}{agreement})")
 
 
 def _cmd_test(args):
@@ -124,12 +145,26 @@ def build_parser():
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_train)
 
-    s = sub.add_parser("convert", help="convert a model (name or .keras file) to TFLite")
-    s.add_argument("model", help="registered model name or .keras file")
-    s.add_argument("--quantize", default="int8",
-                   choices=["int8", "int16x8", "float16", "dynamic", "none"])
+    s = sub.add_parser("convert", help="compress and convert a model (name or .keras file)")
+    s.add_argument("model", help="registered model name or .keras/.h5 file")
+    s.add_argument("--recipe", help="JSON recipe file; flags given here override its keys")
+    s.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to sparsity S")
+    s.add_argument("--prune-schedule", choices=["constant", "polynomial"])
+    s.add_argument("--prune-2of4", action="store_true", help="2:4 structured sparsity")
+    s.add_argument("--prune-policy", choices=["xnnpack"], help="prune for XNNPACK's sparse kernels")
+    s.add_argument("--lottery-rounds", type=int, help="iterative magnitude pruning with rewinding")
+    s.add_argument("--cluster", type=int, metavar="K", help="K weight clusters per channel")
+    s.add_argument("--qat", action="store_true", help="quantization-aware training")
+    s.add_argument("--distill", metavar="TEACHER",
+                   help="distil from TEACHER: 'self' (the float model), a model name or file")
+    s.add_argument("--temperature", type=float, help="distillation temperature")
+    s.add_argument("--quantize", choices=["int8", "int16x8", "float16", "dynamic", "none"])
     s.add_argument("--target", help="device profile, e.g. nrf52840")
-    s.add_argument("--calib", default="digits", help="'digits' or a .npy of float samples")
+    s.add_argument("--calib", default="digits",
+                   help="data: 'digits', 'natural_patches' or a .npy/.npz; calibrates, fine-tunes "
+                        "and measures agreement")
+    s.add_argument("--finetune-epochs", type=int, metavar="N")
+    s.add_argument("--seed", type=int)
     s.add_argument("--input-shape", type=_shape, help="H,W,C for a registry name")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_convert)

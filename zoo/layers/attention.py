@@ -75,6 +75,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, n, dim])
         return self.out(context)
 
+    def get_prunable_weights(self):
+        """The query/key/value/output projection kernels (TFMOT's ``PrunableLayer`` interface)."""
+        return [p.kernel for p in (self.query, self.key, self.value, self.out)]
+
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
 

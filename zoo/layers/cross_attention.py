@@ -76,6 +76,10 @@ class CrossAttention(keras.layers.Layer):
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, nq, self.value.units])
         return self.out(context)
 
+    def get_prunable_weights(self):
+        """The query/key/value/output projection kernels (TFMOT's ``PrunableLayer`` interface)."""
+        return [p.kernel for p in (self.query, self.key, self.value, self.out)]
+
     def compute_output_shape(self, input_shape):
         q_shape, kv_shape = (tf.TensorShape(s) for s in input_shape)
         return q_shape[:-1].concatenate([self._widths(q_shape, kv_shape)[2]])

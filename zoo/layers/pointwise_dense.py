@@ -13,6 +13,10 @@ import tf_keras as keras
 class PointwiseDense(keras.layers.Dense):
     """A Dense layer computed as a 1x1 CONV_2D over the token axis (same weights, same maths)."""
 
+    def get_prunable_weights(self):
+        """The kernel, as for Dense (TFMOT's registry matches exact classes, not subclasses)."""
+        return [self.kernel]
+
     def call(self, x):
         shape = x.shape
         if len(shape) == 2:

@@ -1,0 +1,56 @@
+"""Checks on representative (calibration) data before post-training quantization.
+
+Quantization ranges come from these samples alone: a wrong shape is an error;
+samples that are constant, too few, duplicated, or far narrower than the data
+the model meets make ranges that clip or waste int8 steps, so they warn.
+"""
+import warnings
+
+import numpy as np
+
+from edgezoo.errors import DataError
+
+MIN_SAMPLES = 32
+
+
+class CalibrationWarning(UserWarning):
+    """Representative data that will likely give poor quantization ranges."""
+
+
+def check_calibration(samples, input_shape, reference=None):
+    """Raise on unusable samples; return (and ``warnings.warn``) what looks degenerate.
+
+    ``reference``: data the model will meet (held-out or training inputs), to
+    compare value ranges against.
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    samples = np.asarray(samples)
+    if samples.ndim != len(input_shape) + 1 or tuple(samples.shape[1:]) != input_shape:
+        raise DataError(f"calibration data has shape {samples.shape}; the model takes "
+                        f"(N, {', '.join(map(str, input_shape))})")
+    if len(samples) == 0:
+        raise DataError("calibration data is empty; int8 quantization needs representative samples")
+    if not np.all(np.isfinite(samples)):
+        raise DataError("calibration data contains NaN or infinite values")
+    found = []
+    flat = samples.reshape(len(samples), -1).astype(np.float64)
+    if len(samples) < MIN_SAMPLES:
+        found.append(f"only {len(samples)} calibration samples (fewer than {MIN_SAMPLES}): "
+                     "activation ranges may miss values the model meets")
+    if float(flat.std()) == 0.0:
+        found.append("every calibration value is the same: quantization ranges will be degenerate")
+    else:
+        distinct = len(np.unique(flat, axis=0))
+        if distinct < len(samples) / 2:
+            found.append(f"only {distinct} distinct calibration samples out of {len(samples)}")
+    if reference is not None:
+        ref = np.asarray(reference, np.float64)
+        lo, hi = float(ref.min()), float(ref.max())
+        span = hi - lo
+        covered = (float(flat.max()) - float(flat.min())) / span if span > 0 else 1.0
+        if covered < 0.5:
+            found.append(f"calibration values span {covered:.0%} of the input range the model "
+                         f"meets ([{lo:.3g}, {hi:.3g}]): inputs outside it will clip")
+    for message in found:
+        warnings.warn(message, CalibrationWarning, stacklevel=2)
+    return found

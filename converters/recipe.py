@@ -1,0 +1,164 @@
+"""A compression recipe: plain data naming every step from a float model to a TFLite flatbuffer.
+
+Recipes come from code, from CLI flags or from a JSON file, and are checked as a
+whole before any work starts, so a contradiction (2:4 sparsity with
+``prune=0.3``, QAT without integer quantization) is an error, not a surprise
+half an hour into fine-tuning.
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+from edgezoo.converters.quantize import MICRO_REFUSES, QUANTIZATION_MODES
+from edgezoo.errors import RecipeError
+
+PRUNE_SCHEDULES = ("constant", "polynomial")
+PRUNE_POLICIES = (None, "xnnpack")
+# Integer modes whose converter honours the fake-quant ranges QAT learns.
+QAT_MODES = ("int8",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every step is optional except ``quantize``; the order is fixed: rewrites for the
+    target, pruning, clustering, quantization-aware training, conversion, LUT compression."""
+
+    quantize: str = "int8"
+    target: str | None = None
+    prune: float | None = None
+    prune_schedule: str = "polynomial"
+    prune_2of4: bool = False
+    prune_policy: str | None = None
+    lottery_rounds: int = 0
+    cluster: int | None = None
+    qat: bool = False
+    distill: str | None = None  # teacher: a registry name, a .keras file, or "self" (the float model)
+    temperature: float = 4.0
+    micro_compression: bool = True  # LUT-compress clustered weights (TFLite Micro DECODE)
+    finetune_epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    calibration_samples: int = 300
+    seed: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def trains(self):
+        """Whether any step fine-tunes the model (then it needs data with labels or a teacher)."""
+        return (self.prune is not None or self.prune_2of4 or self.cluster is not None or self.qat
+                or self.distill is not None)
+
+    @property
+    def sparsity(self):
+        """The sparsity pruning aims for (2:4 is 50 %)."""
+        return 0.5 if self.prune_2of4 and self.prune is None else self.prune
+
+    def steps(self):
+        """Names of the steps this recipe runs, in order."""
+        names = []
+        if self.distill is not None and not (self.sparsity is not None or self.cluster or self.qat):
+            names.append("distill")  # otherwise the teacher's targets train those steps
+        if self.sparsity is not None:
+            names.append("lottery_ticket" if self.lottery_rounds else "prune")
+        if self.cluster is not None:
+            names.append("cluster")
+        if self.qat:
+            names.append("qat")
+        names.append(f"quantize:{self.quantize}")
+        if self.cluster is not None and self.micro_compression and self.quantize == "int8":
+            names.append("micro_compression")
+        return names
+
+    def validate(self):
+        """Raise RecipeError naming the first contradiction (or out-of-range value)."""
+        if self.quantize not in QUANTIZATION_MODES:
+            raise RecipeError(f"unknown quantization {self.quantize!r}; choose one of "
+                              f"{', '.join(QUANTIZATION_MODES)}")
+        if self.prune is not None and not 0.0 < self.prune < 1.0:
+            raise RecipeError(f"prune sparsity must be between 0 and 1 (exclusive), got {self.prune}")
+        if self.prune_2of4 and self.prune is not None and abs(self.prune - 0.5) > 1e-9:
+            raise RecipeError(f"2:4 structured sparsity is exactly 50 % but prune={self.prune} was "
+                              "asked for: drop the sparsity or set it to 0.5")
+        if self.prune_schedule not in PRUNE_SCHEDULES:
+            raise RecipeError(f"unknown prune schedule {self.prune_schedule!r}; choose one of "
+                              f"{', '.join(PRUNE_SCHEDULES)}")
+        if self.prune_policy not in PRUNE_POLICIES:
+            raise RecipeError(f"unknown prune policy {self.prune_policy!r}; the one policy is 'xnnpack'")
+        if self.lottery_rounds < 0:
+            raise RecipeError(f"lottery_rounds must be 0 or more, got {self.lottery_rounds}")
+        if self.lottery_rounds and self.sparsity is None:
+            raise RecipeError("lottery-ticket rounds need a pruning sparsity (--prune S)")
+        if self.lottery_rounds and self.prune_2of4:
+            raise RecipeError("lottery-ticket pruning is unstructured; it cannot make 2:4 sparsity")
+        if self.cluster is not None and not 2 <= self.cluster <= 256:
+            raise RecipeError(f"cluster count must be between 2 and 256 (int8 has 256 values), "
+                              f"got {self.cluster}")
+        if self.qat and self.quantize not in QAT_MODES:
+            raise RecipeError(f"quantization-aware training trains for int8, but the recipe converts "
+                              f"with --quantize {self.quantize}; use --quantize int8 or drop --qat")
+        if self.trains and self.finetune_epochs < 1:
+            raise RecipeError(f"{', '.join(s for s in self.steps() if ':' not in s)} fine-tune the "
+                              f"model, but finetune_epochs is {self.finetune_epochs}; use 1 or more")
+        if self.temperature <= 0:
+            raise RecipeError(f"distillation temperature must be positive, got {self.temperature}")
+        if self.batch_size < 1 or self.learning_rate <= 0 or self.calibration_samples < 1:
+            raise RecipeError("batch_size and calibration_samples must be at least 1 and "
+                              "learning_rate positive")
+
+    def check_target(self, micro):
+        """Steps a target cannot use: float16/dynamic on a microcontroller, XNNPACK policy there."""
+        if micro and self.quantize in MICRO_REFUSES:
+            raise RecipeError(f"--quantize {self.quantize} cannot run on a microcontroller target: "
+                              f"{MICRO_REFUSES[self.quantize]}. Use int8 (or int16x8).")
+        if micro and self.prune_policy == "xnnpack":
+            raise RecipeError("the XNNPACK pruning policy shapes sparsity for LiteRT's XNNPACK "
+                              "kernels, which a TFLite Micro target does not run; drop it")
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """A recipe from a mapping; unknown keys and wrong types are errors, not ignored."""
+        if not isinstance(data, dict):
+            raise RecipeError(f"a recipe is a JSON object of steps, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise RecipeError(f"unknown recipe keys {unknown}; known: {', '.join(fields)}")
+        values = {}
+        for key, value in data.items():
+            values[key] = _coerce(key, value, cls.__dataclass_fields__[key].default)
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path):
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RecipeError(f"recipe file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise RecipeError(f"recipe file {path} is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes):
+        """A new recipe with ``changes`` (None values leave a field as it is)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _coerce(key, value, default):
+    """Check a JSON value against the field's default type (int for float fields is fine)."""
+    if value is None:
+        return None
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
+    expected = type(default) if default is not None else None
+    if expected is None:  # optional fields: prune (float), cluster (int), target/distill/policy (str)
+        expected = {"prune": float, "cluster": int}.get(key, str)
+    if isinstance(value, bool) and expected is not bool:
+        raise RecipeError(f"recipe key {key!r} must be {expected.__name__}, got a boolean")
+    if not isinstance(value, kinds[expected]):
+        raise RecipeError(f"recipe key {key!r} must be {expected.__name__}, got {value!r}")
+    return expected(value)
