@@ -136,7 +136,7 @@ def prune(model, data, *, sparsity=None, schedule="polynomial", two_of_four=Fals
                      "end_step": sched.end_step, "frequency": sched.frequency,
                      **({"note": "TFMOT sets 2:4 masks once, at step 1; frequency "
                                  "and end step are unused"} if two_of_four else {})},
-        "pruned": {name: s for name, s in keras_sparsity(stripped, plan).items()},
+        "pruned": keras_sparsity(stripped, plan),
         "not_pruned": skipped,
     }
     return stripped, info

@@ -99,7 +99,9 @@ class Recipe:
             raise RecipeError(f"quantization-aware training trains for int8, but the recipe converts "
                               f"with --quantize {self.quantize}; use --quantize int8 or drop --qat")
         if self.trains and self.finetune_epochs < 1:
-            raise RecipeError(f"{', '.join(s for s in self.steps() if ':' not in s)} fine-tune the "
+            training = [s for s in self.steps() if s in ("distill", "prune", "lottery_ticket",
+                                                         "cluster", "qat")]
+            raise RecipeError(f"{', '.join(training)} fine-tune the "
                               f"model, but finetune_epochs is {self.finetune_epochs}; use 1 or more")
         if self.temperature <= 0:
             raise RecipeError(f"distillation temperature must be positive, got {self.temperature}")

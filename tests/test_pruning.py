@@ -228,6 +228,24 @@ def test_zoo_layers_are_pruned_and_round_trip(digits8, tmp_path):
         assert type(pruned.get_layer(name)).from_config(config).get_config() == config
 
 
+def test_a_shared_layer_counts_one_tfmot_step_per_call(digits8):
+    """A layer called twice per batch (Perceiver's repeated blocks) advances TFMOT's step twice."""
+    schedule = pruning.pruning_schedule("polynomial", 0.5, 34)
+    doubled = pruning._scaled(schedule, 2)
+    assert (doubled.begin_step, doubled.end_step, doubled.frequency) == (
+        2 * schedule.begin_step, 2 * schedule.end_step, 2 * schedule.frequency)
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten(name="flatten")(inp)
+    shared = keras.layers.Dense(64, activation="relu", name="shared")
+    out = keras.layers.Dense(10, name="head")(shared(shared(x)))
+    data = FinetuneData(digits8.train.x[:128], digits8.train.y[:128])
+    pruned, info = pruning.prune(keras.Model(inp, out), data, sparsity=0.5, epochs=2,
+                                 learning_rate=1e-3)
+    assert info["pruned"] == {"shared": 0.5, "head": 0.5}
+
+
 # ----------------------------------------------------------------------------- lottery ticket
 
 def test_lottery_ticket_rewinds_and_keeps_pruned_weights_zero(digits8):

@@ -1,5 +1,6 @@
 """TFLite Micro (the wheel's interpreter: TFLite Micro's C++ with reference kernels) in a child process."""
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES, micro_op_table
+from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES, micro_op_table, runtime_library
 from edgezoo.edge.runners.base import Runner
 from edgezoo.errors import RuntimeFailure, UnsupportedOpsError
 
@@ -25,9 +26,20 @@ _BAD_TYPE = re.compile(r"(?:Type|type) (\w+) \((\d+)\) (?:is )?not supported")
 _TYPE_CHECK = re.compile(r"kernels/(\w+)\.cc:\d+ .*?\((\w+) != (\w+)\)")
 
 
+# Custom operators TFLite Micro links itself (name as read_tflite gives it -> registration symbol).
+MICRO_CUSTOM_OPS = {"CUSTOM:TFLM_DECODE": b"Register_DECODEEv"}  # LUT weight decompression
+
+
+@functools.lru_cache(maxsize=1)
+def micro_custom_ops():
+    """The MICRO_CUSTOM_OPS whose kernel the installed TFLite Micro library exports."""
+    data = runtime_library().read_bytes()
+    return frozenset(op for op, symbol in MICRO_CUSTOM_OPS.items() if symbol in data)
+
+
 def static_problems(model):
     """Operators or tensor types of ``model`` that the installed TFLite Micro lacks, with layers."""
-    table = micro_op_table()
+    table = micro_op_table() | micro_custom_ops()
     problems = []
     for tensor in model.inputs:
         if tensor.dynamic:
