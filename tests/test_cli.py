@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -22,6 +23,14 @@ def edgezoo(*args, cwd=None):
     (["convert", "vit_micro", "--input-shape", "18,16,1", "--out", "{tmp}/o"],
      "cannot be cut into 4x4 patches"),
     (["convert", "{tmp}/missing.keras", "--out", "{tmp}/o"], "no such model file"),
+    (["convert", "vit_micro", "--prune", "0.3", "--prune-2of4", "--out", "{tmp}/o"],
+     "2:4 structured sparsity is exactly 50 % but prune=0.3"),
+    (["convert", "vit_micro", "--recipe", "{tmp}/recipe.json", "--out", "{tmp}/o"],
+     "unknown recipe keys ['clusters']"),
+    (["convert", "vit_micro", "--calib", "{tmp}/wrong.npy", "--out", "{tmp}/o"],
+     "has shape (4, 8, 8, 1); the model takes (N, 16, 16, 1)"),
+    (["convert", "vit_micro", "--cluster", "8", "--calib", "{tmp}/wrong16.npy", "--out", "{tmp}/o"],
+     "the data has no labels: add --distill TEACHER"),
     (["test", "{tmp}/junk.tflite", "--target", "nrf52840"], "is not a TFLite model"),
     (["test", "{tmp}/cut.tflite", "--target", "nrf52840"], "failed LiteRT's flatbuffer verification"),
     (["test", "{mlperf}/kws_ref_model_float32.tflite", "--target", "nrf52840"],
@@ -29,6 +38,9 @@ def edgezoo(*args, cwd=None):
 ])
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, args, message):
     (tmp_path / "junk.tflite").write_bytes(b"definitely not a model" * 4)
+    (tmp_path / "recipe.json").write_text('{"prune": 0.5, "clusters": 8}')
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 8, 8, 1), np.float32))
+    np.save(tmp_path / "wrong16.npy", np.random.default_rng(0).uniform(size=(64, 16, 16, 1)))
     (tmp_path / "cut.tflite").write_bytes((mlperf_dir / "kws_ref_model.tflite").read_bytes()[:5000])
     code, out, err = edgezoo(*[a.replace("{tmp}", str(tmp_path)).replace("{mlperf}", str(mlperf_dir))
                                for a in args])
@@ -89,3 +101,24 @@ def test_train_convert_test_round_trip(tmp_path):
     assert tested["inputs"] == "digits test split (360 samples)"
     assert set(tested["accuracy"]) == {"float", "int8_litert", "int8_micro"}
     assert tested["latency_ms"]["keras"] > 0 and tested["latency_ms"]["estimate"] > 0
+
+
+def test_convert_with_a_recipe_is_byte_identical(tmp_path):
+    """Same recipe, model and data: the same .tflite and C array, and a report that says how."""
+    args = ["convert", "resnest_micro", "--prune", "0.5", "--prune-schedule", "constant",
+            "--finetune-epochs", "1", "--target", "nrf52840", "--calib", "digits"]
+    for out in ("a", "b"):
+        code, stdout, err = edgezoo(*args, "--out", tmp_path / out)
+        assert code == 0, err
+    for name in ("model.tflite", "model_data.cc", "model_data.h"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    recipe = report["provenance"]["recipe"]
+    assert recipe["prune"] == 0.5 and recipe["steps"] == ["prune", "quantize:int8"]
+    assert report["provenance"]["seed"] == 0
+    assert report["provenance"]["packages"]["tensorflow-model-optimization"] == "0.8.1"
+    sparsity = report["weights"]["sparsity_by_layer"]
+    pruned = [layer for layer, s in sparsity.items() if s > 0.4]
+    assert len(pruned) >= 10 and all(abs(sparsity[layer] - 0.5) <= 0.02 for layer in pruned)
+    assert report["fits"] is True and 0.0 <= report["agreement"] <= 1.0
+    assert report["agreement_samples"] == 360
