@@ -29,6 +29,25 @@ def _is_graph_model(model):
     return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
 
 
+def _check_k(k, low, what):
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < low:
+        raise RecipeError(
+            f"{what}={k!r}: need an integer of at least {low}"
+            + (" (sparsity-preserving clustering keeps one centroid at zero)" if low > 2 else "")
+            + "; 16 (4-bit indices) or 8 (3-bit) are usual")
+
+
+def clusters_by_layer(model, clusters):
+    """{layer name: K} from an int (every layer) or a dict ({name: K}, key None = the rest)."""
+    if not isinstance(clusters, dict):
+        return {layer.name: clusters for layer in model.layers}
+    names = {layer.name for layer in model.layers}
+    unknown = sorted(str(k) for k in clusters if k is not None and k not in names)
+    if unknown:
+        raise RecipeError(f"clusters names layers {unknown} that model {model.name!r} does not have")
+    return {name: clusters.get(name, clusters.get(None)) for name in names}
+
+
 def check_cluster_args(model, data, clusters, preserve_sparsity):
     """Raise RecipeError for a recipe that cannot work, before any training."""
     if not isinstance(model, keras.Model):
@@ -38,11 +57,13 @@ def check_cluster_args(model, data, clusters, preserve_sparsity):
             f"model {model.name!r} is a subclassed Keras model ({type(model).__name__}); TFMOT "
             "clustering clones the layer graph, so build it as a functional or Sequential model")
     low = 3 if preserve_sparsity else 2
-    if not isinstance(clusters, (int, np.integer)) or isinstance(clusters, bool) or clusters < low:
-        raise RecipeError(
-            f"clusters={clusters!r}: need an integer of at least {low}"
-            + (" (sparsity-preserving clustering keeps one centroid at zero)" if preserve_sparsity
-               else "") + "; 16 (4-bit indices) or 8 (3-bit) are usual")
+    if isinstance(clusters, dict):
+        for name, k in clusters.items():
+            if k is not None or name is None:
+                _check_k(k, low, f"clusters[{name!r}]")
+        clusters_by_layer(model, clusters)
+    else:
+        _check_k(clusters, low, "clusters")
     if data is None or getattr(data, "y", None) is None:
         raise RecipeError("clustering fine-tunes the model and needs labels or a teacher's soft "
                           "targets: pass FinetuneData(x, y) or FinetuneData(x, teacher_logits(...))")
@@ -66,10 +87,11 @@ def _clusterable_weights(layer):
         return ["*"]
 
 
-def _plan(model, clusters, per_channel):
+def _plan(model, by_layer, per_channel):
     """The layer names to cluster, and {layer name: reason} for layers with weights left alone."""
     skipped, clustered = {}, []
     for layer in model.layers:
+        clusters = by_layer.get(layer.name)
         if isinstance(layer, keras.layers.InputLayer) or not layer.trainable_weights:
             continue
         if isinstance(layer, keras.Model):
@@ -82,6 +104,9 @@ def _plan(model, clusters, per_channel):
             continue
         if not names:
             continue  # nothing TFMOT clusters by design (BatchNormalization, LayerNormalization)
+        if clusters is None:
+            skipped[layer.name] = "not asked for (clusters gives it no K)"
+            continue
         if isinstance(layer, keras.layers.Conv2D):
             size = int(np.prod(layer.kernel.shape))
             per = size // int(layer.kernel.shape[-1]) if per_channel else size
@@ -98,6 +123,8 @@ def cluster(model, data, *, clusters, epochs, batch_size=32, learning_rate=1e-4,
             centroid_init=None, freeze_batch_norm=True):
     """Cluster ``model``'s weights into ``clusters`` values and fine-tune on ``data``.
 
+    ``clusters``: K for every layer, or ``{layer name: K}`` with the key None
+    for the layers not named (a layer mapped to None stays unclustered).
     Returns ``(stripped_model, info)``: a plain Keras model (no TFMOT wrappers)
     whose clustered kernels hold at most ``clusters`` distinct values per output
     channel (``per_channel``, Conv2D) or per tensor (other layers), and info with
@@ -119,8 +146,9 @@ def cluster(model, data, *, clusters, epochs, batch_size=32, learning_rate=1e-4,
     if centroid_init not in CENTROID_INITS:
         raise RecipeError(f"unknown centroid_init {centroid_init!r}; choose one of "
                           f"{', '.join(CENTROID_INITS)}")
-    clusters = int(clusters)
-    clustered_names, skipped = _plan(model, clusters, per_channel)
+    by_layer = {name: (None if k is None else int(k))
+                for name, k in clusters_by_layer(model, clusters).items()}
+    clustered_names, skipped = _plan(model, by_layer, per_channel)
     if not clustered_names:
         raise RecipeError(f"model {model.name!r} has no layer TFMOT can cluster into {clusters} "
                           f"values; unclustered: {skipped}")
@@ -138,7 +166,7 @@ def cluster(model, data, *, clusters, epochs, batch_size=32, learning_rate=1e-4,
         if layer.name not in chosen:
             return layer
         return tfmot.clustering.keras.cluster_weights(
-            layer, number_of_clusters=clusters, cluster_centroids_init=CENTROID_INITS[centroid_init],
+            layer, number_of_clusters=by_layer[layer.name], cluster_centroids_init=CENTROID_INITS[centroid_init],
             preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
 
     wrapped = keras.models.clone_model(private, clone_function=wrap)
@@ -153,13 +181,13 @@ def cluster(model, data, *, clusters, epochs, batch_size=32, learning_rate=1e-4,
                        learning_rate=learning_rate, seed=seed,
                        # TFMOT's wrapper hides the final softmax from finetune's own check
                        loss=loss or classification_loss(model), progress=progress,
-                       desc=f"cluster K={clusters}")
+                       desc="cluster")
     stripped = tfmot.clustering.keras.strip_clustering(wrapped)
     for layer in stripped.layers:  # hand back the caller's trainable flags
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = model.get_layer(layer.name).trainable
     info = {
-        "clusters": clusters,
+        "clusters": {name: by_layer[name] for name in clustered_names},
         "per_channel": bool(per_channel),
         "preserve_sparsity": bool(preserve_sparsity),
         "centroid_init": centroid_init,

@@ -19,6 +19,7 @@ from edgezoo.converters.finetune import classification_loss, finetune
 from edgezoo.converters.quantize_configs import (
     ACTIVATION_CONFIGS,
     CUSTOM_OBJECTS,
+    FOLDED_INTO,
     LAYER_CONFIGS,
     PRESERVE,
     PRESERVE_UNSUPPORTED,
@@ -69,6 +70,14 @@ def layer_config(layer, preserve=None):
             "for it there")
     if Default8BitQuantizeRegistry().supports(layer):
         return None
+    if type(layer) in FOLDED_INTO:
+        before = {type(node.inbound_layers) for node in layer._inbound_nodes}
+        if before and all(issubclass(b, FOLDED_INTO[type(layer)]) for b in before):
+            return None
+        raise RecipeError(
+            f"quantization-aware training: layer {layer.name!r} ({type(layer).__name__}) follows "
+            f"{', '.join(sorted(b.__name__ for b in before)) or 'nothing'}; TFMOT quantizes it only "
+            f"folded into a preceding {' / '.join(c.__name__ for c in FOLDED_INTO[type(layer)])}")
     raise RecipeError(
         f"quantization-aware training: layer {layer.name!r} of class "
         f"{type(layer).__module__}.{type(layer).__name__} has no QuantizeConfig: neither TFMOT's "

@@ -24,11 +24,14 @@ from edgezoo.converters.gelu import micro_gelu
 from edgezoo.zoo.layers import (
     ClassToken,
     CrossAttention,
+    CrossShapedWindowAttention,
     FourierPositionEncoding,
     LatentArray,
     MultiHeadSelfAttention,
     PointwiseDense,
     PositionEmbedding,
+    RadixSoftmax,
+    RadixSum,
     StochasticDepth,
     TokenSelect,
 )
@@ -207,6 +210,9 @@ LAYER_CONFIGS = {
         lambda preserve: _output(),
         "output only: gamma and beta become MUL/ADD constants the converter quantizes; mean, "
         "variance and RSQRT are calibrated by the converter"),
+    keras.layers.Multiply: (
+        lambda preserve: _output(),
+        "output only: MUL (TFMOT's registry lacks it; ResNeSt's split-attention weighting)"),
     MultiHeadSelfAttention: (
         lambda preserve: ProjectionsQuantizeConfig(),
         "q/k/v/out kernels (per channel when the projections are 1x1 convs, per tensor as "
@@ -214,6 +220,16 @@ LAYER_CONFIGS = {
     CrossAttention: (
         lambda preserve: ProjectionsQuantizeConfig(),
         "as MultiHeadSelfAttention"),
+    CrossShapedWindowAttention: (
+        lambda preserve: _output(),
+        "output only: it takes the qkv projection's output; its LePE depthwise kernels and the "
+        "stripe attention are quantized and calibrated by the converter"),
+    RadixSum: (
+        lambda preserve: _output(),
+        "output only: a chain of ADDs over the radix splits"),
+    RadixSoftmax: (
+        lambda preserve: _pass_through(),
+        "none: int8 SOFTMAX / LOGISTIC outputs have the fixed scale 1/256 the converter sets"),
     PointwiseDense: (
         lambda preserve: KernelQuantizeConfig(per_axis=True, preserve=preserve),
         "kernel per channel (it becomes a CONV_2D filter) and the output"),
@@ -243,6 +259,12 @@ ACTIVATION_CONFIGS = {
         lambda preserve: _output(),
         "output only: x*sigmoid(a*x + b*x^3) becomes MUL/ADD/LOGISTIC, whose inner tensors the "
         "converter calibrates"),
+}
+
+# Layers TFMOT accepts only folded into the layer before them by its layout transforms:
+# layer class -> the classes that may precede it.
+FOLDED_INTO = {
+    keras.layers.BatchNormalization: (keras.layers.Conv2D, keras.layers.DepthwiseConv2D),
 }
 
 # Layers whose kernels the collaborative (preserve=...) quantizers cannot wrap.

@@ -12,8 +12,8 @@ import numpy as np
 from edgezoo.errors import DataError, ModelFileError
 
 
-def load_keras_model(source, input_shape=None, num_classes=None):
-    """A registry name (fresh model) or a .keras/.h5 file (trained model)."""
+def load_keras_model(source, input_shape=None, num_classes=None, seed=0):
+    """A registry name (a fresh model, initialized from ``seed``) or a .keras/.h5 file."""
     import tf_keras as keras
 
     import edgezoo.converters  # noqa: F401  (registers micro_gelu for rewritten models)
@@ -28,6 +28,7 @@ def load_keras_model(source, input_shape=None, num_classes=None):
         except Exception as exc:  # noqa: BLE001  (any loader failure means an unusable file)
             raise ModelFileError(f"{path} is not a loadable Keras model: {type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    keras.utils.set_random_seed(seed)
     return zoo.create_model(str(source), num_classes=num_classes, input_shape=input_shape)
 
 
@@ -79,7 +80,7 @@ def load_data(name_or_file, input_shape):
 
 
 def prepare_conversion(source, quantize="int8", target=None, calib="digits", input_shape=None,
-                       recipe=None):
+                       recipe=None, seed=0):
     """Every check that needs no conversion, in order; returns what convert_model needs."""
     from edgezoo.converters.quantize import check_quantization
     from edgezoo.edge.profiles import get_profile
@@ -88,7 +89,7 @@ def prepare_conversion(source, quantize="int8", target=None, calib="digits", inp
     check_quantization(quantize, micro=bool(profile and profile.micro))
     if recipe is not None:
         recipe.check_target(bool(profile and profile.micro))
-    model = load_keras_model(source, input_shape=input_shape)
+    model = load_keras_model(source, input_shape=input_shape, seed=seed)
     samples = None
     if quantize in ("int8", "int16x8"):
         samples = calibration_samples(calib, model.input_shape[1:])
@@ -169,7 +170,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib="digit
 
     start = time.perf_counter()
     recipe = (recipe or Recipe(seed=seed)).replace(quantize=quantize, target=target)
-    model, profile, _ = prepare_conversion(source, quantize, target, calib, input_shape, recipe)
+    model, profile, _ = prepare_conversion(source, quantize, target, calib, input_shape, recipe,
+                                           seed=recipe.seed)
     dataset = load_data(calib, model.input_shape[1:])
     if recipe.distill and teacher is None and recipe.distill != "self":
         teacher = load_keras_model(recipe.distill)

@@ -169,3 +169,17 @@ def test_model_with_only_unclusterable_layers_is_refused(digits):
     model = keras.Model(inputs, outputs)
     with pytest.raises(RecipeError, match="no layer TFMOT can cluster.*dw"):
         cluster(model, FinetuneData(digits.train.x, digits.train.y), clusters=8, epochs=1)
+
+
+def test_clusters_per_layer(trained, digits):
+    model, info = cluster(trained, FinetuneData(digits.train.x, digits.train.y),
+                          clusters={None: 8, "conv2": 4, "fc": None}, epochs=1)
+    assert info["clusters"] == {"conv1": 8, "conv2": 4}
+    assert info["unclustered_layers"]["fc"].startswith("not asked for")
+    assert info["max_unique_per_channel"] == {"conv1": 8, "conv2": 4}
+    assert len(np.unique(model.get_layer("fc").kernel.numpy())) > 8
+
+
+def test_clusters_naming_a_missing_layer_is_refused(trained, digits):
+    with pytest.raises(RecipeError, match=r"names layers \['nope'\]"):
+        cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters={"nope": 8}, epochs=1)
