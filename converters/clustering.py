@@ -25,6 +25,14 @@ def _registry():
     return clustering_registry.ClusteringRegistry
 
 
+def _wrapped_names(model):
+    """Names of the layers a TFMOT cluster wrapper holds in ``model``."""
+    from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper
+
+    return {layer.layer.name for layer in model.layers
+            if isinstance(layer, cluster_wrapper.ClusterWeights)}
+
+
 def _is_graph_model(model):
     return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
 
@@ -160,23 +168,20 @@ def cluster(model, data, *, clusters, epochs, batch_size=32, learning_rate=1e-4,
         for layer in private.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
-    chosen = set(clustered_names)
 
     def wrap(layer):
-        if layer.name not in chosen:
+        if layer.name not in clustered_names:
             return layer
         return tfmot.clustering.keras.cluster_weights(
-            layer, number_of_clusters=by_layer[layer.name], cluster_centroids_init=CENTROID_INITS[centroid_init],
+            layer, number_of_clusters=by_layer[layer.name],
+            cluster_centroids_init=CENTROID_INITS[centroid_init],
             preserve_sparsity=preserve_sparsity, cluster_per_channel=per_channel)
 
     wrapped = keras.models.clone_model(private, clone_function=wrap)
-    from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper
-
-    for name in list(clustered_names):  # TFMOT may still return a layer unwrapped
-        if not any(isinstance(l, cluster_wrapper.ClusterWeights) and l.layer.name == name
-                   for l in wrapped.layers):
-            clustered_names.remove(name)
-            skipped[name] = "TFMOT left it unwrapped (too few weights to cluster)"
+    held = _wrapped_names(wrapped)
+    for name in [n for n in clustered_names if n not in held]:  # TFMOT may still leave one out
+        clustered_names.remove(name)
+        skipped[name] = "TFMOT left it unwrapped (too few weights to cluster)"
     history = finetune(wrapped, data, epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed,
                        # TFMOT's wrapper hides the final softmax from finetune's own check

@@ -1,9 +1,10 @@
 """Look-up-table weight compression for TFLite Micro, with the tflite-micro wheel's own compressor.
 
 A weight tensor whose output channels each hold few distinct int8 values (after
-clustering) is stored as ``bits``-wide indices plus a value table per channel; a ``DECODE`` operator (custom code ``TFLM_DECODE``) inserted
-before each consumer rebuilds the int8 tensor at run time. The decoded values are
-exactly the original ones, so the compressed model computes bit for bit the same.
+clustering) is stored as ``bits``-wide indices plus a value table per channel; a
+``DECODE`` operator (custom code ``TFLM_DECODE``) inserted before each consumer
+rebuilds the int8 tensor at run time. The decoded values are exactly the original
+ones, so the compressed model computes bit for bit the same.
 
 Decompression memory: a DECODE output has no buffer and lives in the arena from
 its DECODE to the very next operator (its one consumer), so at most one DECODE's
@@ -64,7 +65,8 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
     """LUT-compress every conv / fully-connected weight with at most ``max_unique`` values per channel.
 
     ``max_unique`` (default 16, 4-bit indices; at most 128) bounds the distinct
-    values per output channel (or per tensor) a weight may have to be compressed.
+    values per output channel a weight may have to be compressed; a weight is
+    also left alone when its indices and tables would not be smaller.
     Returns ``(compressed_bytes, info)``; ``info["tensors"]`` lists each
     compressed weight (layer, op, channel axis, bits, bytes before and after),
     ``info["skipped"]`` the weights left as they were and why, and
@@ -72,7 +74,8 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
     module docstring). The same input gives the same output bytes.
     """
     limit = DEFAULT_MAX_UNIQUE if max_unique is None else max_unique
-    if not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or not 1 <= limit <= 2 ** MAX_INDEX_BITS:
+    integer = isinstance(limit, (int, np.integer)) and not isinstance(limit, bool)
+    if not integer or not 1 <= limit <= 2 ** MAX_INDEX_BITS:
         raise RecipeError(f"max_unique={max_unique!r}: give an integer from 1 to {2 ** MAX_INDEX_BITS} "
                           "(16 for 4-bit indices, 8 for 3-bit)")
     parsed = read_tflite(bytes(tflite_bytes))  # file and structure checks with their clear errors
@@ -118,9 +121,10 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
                        "encoded_bytes": encoded, "table_bytes": table})
     if not specs:
         raise RecipeError(
-            f"no int8 weight tensor has at most {limit} distinct values per channel, so LUT "
-            "compression would not shrink anything; cluster the model first "
-            "(edgezoo.converters.clustering.cluster) or raise max_unique")
+            f"no int8 weight tensor would shrink under LUT compression with at most {limit} "
+            "distinct values per channel; cluster the model first "
+            "(edgezoo.converters.clustering.cluster) or raise max_unique. Skipped: "
+            + "; ".join(f"{s['layer']}: {s['reason']}" for s in skipped))
     with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("always")
         out = _drop_encoded_quantization(bytes(compress.compress(bytes(tflite_bytes), specs)))

@@ -11,9 +11,6 @@ rewritten layers are the ones that are converted.
 """
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantize_registry import (  # noqa: E501
-    Default8BitQuantizeRegistry,
-)
 
 from edgezoo.converters.finetune import classification_loss, finetune
 from edgezoo.converters.quantize_configs import (
@@ -68,7 +65,7 @@ def layer_config(layer, preserve=None):
             f"{name!r}, which neither TFMOT ({', '.join(TFMOT_ACTIVATIONS)}) nor "
             "edgezoo.converters.quantize_configs.ACTIVATION_CONFIGS knows; add a QuantizeConfig "
             "for it there")
-    if Default8BitQuantizeRegistry().supports(layer):
+    if tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry().supports(layer):
         return None
     if type(layer) in FOLDED_INTO:
         before = {type(node.inbound_layers) for node in layer._inbound_nodes}
@@ -76,8 +73,9 @@ def layer_config(layer, preserve=None):
             return None
         raise RecipeError(
             f"quantization-aware training: layer {layer.name!r} ({type(layer).__name__}) follows "
-            f"{', '.join(sorted(b.__name__ for b in before)) or 'nothing'}; TFMOT quantizes it only "
-            f"folded into a preceding {' / '.join(c.__name__ for c in FOLDED_INTO[type(layer)])}")
+            f"{', '.join(sorted(b.__name__ for b in before)) or 'nothing'}; TFMOT quantizes it "
+            f"only folded into a preceding "
+            f"{' / '.join(c.__name__ for c in FOLDED_INTO[type(layer)])}")
     raise RecipeError(
         f"quantization-aware training: layer {layer.name!r} of class "
         f"{type(layer).__module__}.{type(layer).__name__} has no QuantizeConfig: neither TFMOT's "
@@ -121,7 +119,8 @@ def annotate(model, preserve=None):
 
     def wrap(layer):
         clone = layer.__class__.from_config(layer.get_config())
-        return tfmot.quantization.keras.quantize_annotate_layer(clone, layer_config(layer, preserve))
+        config = layer_config(layer, preserve)
+        return tfmot.quantization.keras.quantize_annotate_layer(clone, config)
 
     with qat_scope():
         annotated = keras.models.clone_model(model, clone_function=wrap)
@@ -148,7 +147,8 @@ def quantize_aware_train(model, data, *, epochs, batch_size=32, learning_rate=1e
     keras.utils.set_random_seed(seed)  # the range variables of the wrappers start the same
     qat_model = quantize_model(model, preserve)
     # From the original model: a QuantizeWrapper hides whether the last layer ends in softmax.
-    loss = loss or classification_loss(model) if data.y is not None else loss
+    if loss is None and data.y is not None:
+        loss = classification_loss(model)
     finetune(qat_model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
              seed=seed, loss=loss, progress=progress, desc="qat")
     return qat_model

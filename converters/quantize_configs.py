@@ -10,15 +10,17 @@ inside a layer that has no fake-quant of its own (LayerNorm's mean and rsqrt,
 attention scores and softmax, the class-token concatenation) are left to the
 converter, which calibrates them on representative samples.
 """
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
 import tf_keras as keras
-from tensorflow_model_optimization.python.core.quantization.keras import quantizers
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve.cluster_preserve_quantize_registry import (  # noqa: E501
-    ClusterPreserveDefaultWeightsQuantizer,
+
+# TFMOT exports no public name for its collaborative weight quantizers.
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (  # noqa: E501
+    cluster_preserve_quantize_registry as _cluster_preserve,
 )
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve.prune_preserve_quantize_registry import (  # noqa: E501
-    PrunePreserveDefaultWeightsQuantizer,
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (  # noqa: E501
+    prune_preserve_quantize_registry as _prune_preserve,
 )
-from tensorflow_model_optimization.python.core.quantization.keras.quantize_config import QuantizeConfig
 
 from edgezoo.converters.gelu import micro_gelu
 from edgezoo.zoo.layers import (
@@ -35,6 +37,8 @@ from edgezoo.zoo.layers import (
     StochasticDepth,
     TokenSelect,
 )
+
+quantizers = tfmot.quantization.keras.quantizers
 
 PRESERVE = (None, "sparsity", "cluster")
 
@@ -54,9 +58,10 @@ def kernel_quantizer(per_axis, preserve=None):
     """
     args = dict(num_bits=8, per_axis=per_axis, symmetric=True, narrow_range=True)
     if preserve == "sparsity":
-        return PrunePreserveDefaultWeightsQuantizer(**args)
+        return _prune_preserve.PrunePreserveDefaultWeightsQuantizer(**args)
     if preserve == "cluster":
-        return ClusterPreserveDefaultWeightsQuantizer(**args, preserve_sparsity=True)
+        return _cluster_preserve.ClusterPreserveDefaultWeightsQuantizer(
+            **args, preserve_sparsity=True)
     return quantizers.LastValueQuantizer(**args)
 
 
@@ -82,8 +87,6 @@ class KernelView(quantizers.Quantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         if not self.as_filter:
             return self.inner(inputs, training, weights, **kwargs)
-        import tensorflow as tf
-
         shape = inputs.shape
         filt = tf.reshape(inputs, [1] * (4 - len(shape)) + list(shape))
         return tf.reshape(self.inner(filt, training, weights, **kwargs), shape)
@@ -93,7 +96,7 @@ class KernelView(quantizers.Quantizer):
                 "as_filter": self.as_filter}
 
 
-class _Base(QuantizeConfig):
+class _Base(tfmot.quantization.keras.QuantizeConfig):
     """No activations to wrap; optional output quantization."""
 
     def __init__(self, quantize_output=True):
@@ -127,8 +130,8 @@ class OutputQuantizeConfig(_Base):
 class PassThroughQuantizeConfig(_Base):
     """Nothing is fake-quantized: the layer moves or selects values and keeps their scale."""
 
-    def __init__(self, quantize_output=False):
-        super().__init__(False)
+    def __init__(self):
+        super().__init__(quantize_output=False)
 
     def get_config(self):
         return {}
@@ -272,6 +275,8 @@ PRESERVE_UNSUPPORTED = {
     MultiHeadSelfAttention: "its projection kernels live in sub-layers, which TFMOT's sparsity- "
                             "and cluster-preserving quantizers cannot reach",
     CrossAttention: "as MultiHeadSelfAttention",
+    CrossShapedWindowAttention: "its LePE depthwise kernels live in sub-layers and get no "
+                                "weight fake-quant at all",
 }
 
 CUSTOM_OBJECTS = {

@@ -98,7 +98,7 @@ def test_per_tensor_clustering_bounds_the_whole_kernel(trained, digits):
 
 
 def test_clustering_is_deterministic(trained, digits):
-    data = FinetuneData(digits.train.x[:200], digits.train.y[:200])
+    data = FinetuneData(digits.train.x[:100], digits.train.y[:100])
     a, _ = cluster(trained, data, clusters=8, epochs=1)
     b, _ = cluster(trained, data, clusters=8, epochs=1)
     calib = digits.train.x[:50]
@@ -117,8 +117,8 @@ def test_preserve_sparsity_keeps_zeros(trained, digits):
         kernel[masks[name]] = 0.0
         layer.kernel.assign(kernel)
     data = FinetuneData(digits.train.x, digits.train.y)
-    kept, _ = cluster(sparse, data, clusters=8, epochs=2, learning_rate=1e-3, preserve_sparsity=True)
-    lost, _ = cluster(sparse, data, clusters=8, epochs=2, learning_rate=1e-3)
+    kept, _ = cluster(sparse, data, clusters=8, epochs=1, learning_rate=1e-3, preserve_sparsity=True)
+    lost, _ = cluster(sparse, data, clusters=8, epochs=1, learning_rate=1e-3)
     for name, mask in masks.items():
         assert np.all(kept.get_layer(name).kernel.numpy()[mask] == 0.0), name
     assert not all(np.all(lost.get_layer(n).kernel.numpy()[m] == 0.0) for n, m in masks.items())

@@ -253,3 +253,20 @@ def test_bad_preserve_requests():
     with pytest.raises(RecipeError, match=r"preserve='sparsity': layer 'block0_attn' "
                                           r"\(MultiHeadSelfAttention\) cannot keep its zeros"):
         quantize_aware_train(vit, NO_LABELS, epochs=1, preserve="sparsity")
+
+
+@pytest.mark.parametrize("name", ["vit_micro", "perceiver_micro", "cswin_micro", "resnest_micro"])
+def test_every_micro_model_has_a_config_for_each_layer(name):
+    """After the TFLite Micro rewrites, the table covers each zoo micro model's layers."""
+    model, _ = apply_micro_rewrites(create_model(name))
+    check_qat(model)
+
+
+def test_batch_norm_is_accepted_only_after_a_convolution():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.BatchNormalization(name="bn_after_conv")(keras.layers.Conv2D(4, 3)(inputs))
+    x = keras.layers.BatchNormalization(name="bn_after_relu")(keras.layers.ReLU(name="act")(x))
+    with pytest.raises(RecipeError, match=r"layer 'bn_after_relu' \(BatchNormalization\) follows "
+                                          r"ReLU; TFMOT quantizes it only folded into a preceding "
+                                          r"Conv2D / DepthwiseConv2D"):
+        check_qat(keras.Model(inputs, x))
