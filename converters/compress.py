@@ -139,10 +139,6 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
 
     report = {"model": model.name, "params": int(model.count_params()), "quantize": recipe.quantize,
               "steps": {}, "warnings": warnings_found}
-    applied = []
-    if micro:
-        model, applied, rewrite_info = micro_rewrites(model, calibration)
-        report.update(rewrite_info)
     train_data, loss = training_targets(model, data, teacher, recipe) if recipe.trains else (data, None)
     common = dict(batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
                   seed=recipe.seed, loss=loss, progress=progress)
@@ -150,6 +146,9 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
     if "distill" in recipe.steps():
         from edgezoo.converters.finetune import finetune
 
+        student = keras.models.clone_model(model)  # the caller's model stays as it was
+        student.set_weights(model.get_weights())
+        model = student
         finetune(model, train_data, epochs=recipe.finetune_epochs, desc="distill", **common)
         report["steps"]["distill"] = {"teacher": recipe.distill, "temperature": recipe.temperature,
                                       "epochs": recipe.finetune_epochs}
@@ -173,7 +172,11 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
                                          epochs=recipe.finetune_epochs,
                                          preserve_sparsity=recipe.sparsity is not None, **common)
         report["steps"]["cluster"] = info
-    if recipe.qat:
+    applied = []
+    if micro:  # after pruning and clustering (TFMOT clusters Dense, not its 1x1-conv form)
+        model, applied, rewrite_info = micro_rewrites(model, calibration)
+        report.update(rewrite_info)
+    if recipe.qat:  # on the graph that is converted, so its fake-quant ranges are the ones used
         from edgezoo.converters import qat
 
         preserve = ("cluster" if recipe.cluster is not None

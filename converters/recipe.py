@@ -20,8 +20,9 @@ QAT_MODES = ("int8",)
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Every step is optional except ``quantize``; the order is fixed: rewrites for the
-    target, pruning, clustering, quantization-aware training, conversion, LUT compression."""
+    """Every step is optional except ``quantize``; the order is fixed: distillation (alone) or
+    pruning, clustering, the target's rewrites, quantization-aware training, conversion, LUT
+    compression."""
 
     quantize: str = "int8"
     target: str | None = None

@@ -44,13 +44,16 @@ def test_plain_int8_matches_or_beats_the_official_file(mlperf_dir, patches):
 
 
 # The best recipe: per-channel clustering distilled from the float model itself (the patches have
-# no labels), int8, then TFLite Micro's LUT compression. The two widest convolutions (36,864 and
-# 18,432 weights, 70 % of all) take 8 clusters (3-bit indices), the rest 16 (4-bit).
-BEST_CLUSTERS = {None: 16, "conv2d_6": 8, "conv2d_7": 8}
+# no labels), int8, then TFLite Micro's LUT compression. The widest convolution (conv2d_7, 36,864
+# of the 77,360 weights) takes 8 clusters (3-bit indices), the rest 16 (4-bit). Measured: 8
+# clusters everywhere gives 50,672 B but agreement 0.78; 16 everywhere 0.80 at 62,224 B.
+BEST_CLUSTERS = {None: 16, "conv2d_7": 8}
 
 
 @pytest.mark.slow  # about 6 minutes on 2 cores (15 epochs of distillation)
 def test_clustered_lut_model_is_smaller_and_agrees_as_well_as_the_official_file(mlperf_dir, patches):
+    import tf_keras as keras
+
     from edgezoo.converters.clustering import cluster
     from edgezoo.converters.distill import SoftTargetLoss, teacher_logits
     from edgezoo.converters.finetune import FinetuneData
@@ -65,15 +68,20 @@ def test_clustered_lut_model_is_smaller_and_agrees_as_well_as_the_official_file(
 
     teacher = load_keras_model(mlperf_dir / "pretrainedResnet.h5")
     x = np.concatenate([patches.train.x, patches.train.x[:, :, ::-1]])  # + mirrored calibration patches
+    epochs = 15
+    schedule = keras.optimizers.schedules.CosineDecay(5e-4, decay_steps=epochs * len(x) // 32)
     student, info = cluster(teacher, FinetuneData(x, teacher_logits(teacher, x)), clusters=BEST_CLUSTERS,
-                            epochs=15, learning_rate=5e-4,
+                            epochs=epochs, learning_rate=schedule,
                             loss=SoftTargetLoss(4.0, student_probabilities=True))
-    assert len(info["clustered_layers"]) == 10 and not info["unclustered_layers"]
-    int8 = convert(apply_micro_rewrites(student)[0], "int8", patches.train.x, micro=True)
+    assert len(info["clustered_layers"]) == 9  # conv2d_5 (1x1, 16 weights per channel) stays
+    assert list(info["unclustered_layers"]) == ["conv2d_5"]
+    int8 = convert(apply_micro_rewrites(student)[0], "int8", patches.train.x, micro=True,
+                   max_calibration=len(patches.train.x))
     unique = max_unique_per_channel(int8)
-    assert max(unique.values()) <= 16 and sorted(unique.values()).count(8) >= 2, unique
+    # conv2d_7 + its batch norm convert to one CONV_2D named after the batch norm
+    assert unique["batch_normalization_6"] <= 8 and max(unique.values()) <= 16, unique
     lut, lut_info = compress_tflite(int8)
-    assert len(lut_info["tensors"]) == 10 and {t["bits"] for t in lut_info["tensors"]} <= {3, 4}
+    assert {t["bits"] for t in lut_info["tensors"]} == {3, 4}
 
     float_top1 = top1(teacher.predict(patches.test.x, verbose=0))
     plain = MicroRunner(int8, read_tflite(int8))
