@@ -39,11 +39,17 @@ def row(report):
         "fits": report["fits"], "train_s": round(report["train_time_s"], 1),
         "float_tflite_bytes": report["float_tflite_bytes"], "macs": report["macs"],
         "latency_keras_ms": round(report["latency_ms"]["keras"], 3),
-        "latency_litert_float_ms": round(report["latency_ms"]["litert_float"], 3),
+        "latency_litert_float_ms": (None if report["latency_ms"]["litert_float"] is None
+                                    else round(report["latency_ms"]["litert_float"], 3)),
+        "litert_float_kernels": report["litert_float_kernels"],
         "latency_litert_int8_ms": round(report["latency_ms"]["litert_int8"], 3),
         "estimate_ms": {k: round(v, 1) for k, v in report["latency_estimate_ms"].items()},
         "training": report["provenance"]["recipe"]["training"],
     }
+
+
+def _ms(value):
+    return "— (see note)" if value is None else value
 
 
 def speed_table(rows):
@@ -57,7 +63,7 @@ def speed_table(rows):
             continue
         est = " | ".join(f"{r['estimate_ms'][b]:,.1f}" for b in boards)
         body += (f"| {r['model']} | {r['macs']:,} | {r['float_tflite_bytes']:,} B | {r['tflite_bytes']:,} B | "
-                 f"{r['latency_keras_ms']} | {r['latency_litert_float_ms']} | {r['latency_litert_int8_ms']} | "
+                 f"{r['latency_keras_ms']} | {_ms(r['latency_litert_float_ms'])} | {r['latency_litert_int8_ms']} | "
                  f"{est} |\n")
     return head + body
 
@@ -124,7 +130,10 @@ def main(argv=None):
                   "Plot: `bench/results/micro_digits.png`.\n\n" + table(rows) + "\n"
                   "Speed: measured on this machine (batch 1, LiteRT on 1 thread, XNNPACK) and "
                   "estimated on each board from MACs and per-core constants "
-                  "(`edge/core_costs.json`; estimates, not measurements).\n\n" + speed_table(rows) + "\n")
+                  "(`edge/core_costs.json`; estimates, not measurements). \"—\": LiteRT refused the "
+                  "float .tflite with every kernel set (`litert_float_kernels` in "
+                  "`bench/results/micro_digits.json` has its error); the int8 model is unaffected.\n\n"
+                  + speed_table(rows) + "\n")
     plot(rows)
 
 

@@ -42,7 +42,7 @@ def render_markdown(report):
                   f"{runtimes['micro_vs_reference_max_lsb']} LSB"),
                  ("LiteRT default (XNNPACK) vs TFLite Micro, top-1", _pct(runtimes["default_vs_micro_top1"]))]
     for key, value in (report.get("latency_ms") or {}).items():
-        rows.append((f"latency {key}", f"{value:.3f} ms"))
+        rows.append((f"latency {key}", "—" if value is None else f"{value:.3f} ms"))
     if "wall_time_s" in report:
         rows.append(("wall time", f"{report['wall_time_s']:.1f} s"))
     lines += ["| what | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]

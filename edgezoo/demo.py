@@ -55,14 +55,11 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     report["runtimes"] = runtimes
     float_tflite = convert(model, "none")
     report["float_tflite_bytes"] = len(float_tflite)
-    try:
-        float_runner = LiteRTRunner(float_tflite, read_tflite(float_tflite), "default")
-    except RuntimeError:  # XNNPACK refuses some float attention graphs at allocation
-        float_runner = LiteRTRunner(float_tflite, read_tflite(float_tflite), "builtin")
-    report["litert_float_kernels"] = float_runner.name
+    float_runner, report["litert_float_kernels"] = float_litert_runner(float_tflite)
     report["latency_ms"] = {
         "keras": keras_latency_ms(model, data.test.x[:1]),
-        "litert_float": litert_latency_ms(float_runner, data.test.x[:1]),
+        "litert_float": (litert_latency_ms(float_runner, data.test.x[:1])
+                         if float_runner is not None else None),
         "litert_int8": litert_latency_ms(LiteRTRunner(tflite, parsed, "default"), data.test.x[:1]),
         "estimate": estimate_latency(parsed, profile, tflite).ms,
     }
@@ -76,6 +73,22 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     report["train_time_s"] = train_s
     report["wall_time_s"] = time.perf_counter() - start
     return model, tflite, report
+
+
+def float_litert_runner(float_tflite):
+    """(runner, kernels) for the float .tflite: XNNPACK, else builtin kernels (XNNPACK refuses
+    some float attention graphs), else reference ones; (None, error) when LiteRT refuses all."""
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.edge.runners.litert import LiteRTRunner
+
+    errors = []
+    for kernels in ("default", "builtin", "reference"):
+        try:
+            runner = LiteRTRunner(float_tflite, read_tflite(float_tflite), kernels)
+            return runner, runner.name
+        except RuntimeError as exc:
+            errors.append(f"{kernels}: {str(exc).splitlines()[0]}")
+    return None, "LiteRT refused the float model: " + "; ".join(errors)
 
 
 def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFAULTS["target"],

@@ -1,0 +1,77 @@
+"""One recipe through every step, checked on the bytes that ship and in TFLite Micro."""
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from edgezoo.convert import convert_model
+from edgezoo.converters import Recipe, compress
+from edgezoo.edge.compare import compare_runtimes, top1
+from edgezoo.edge.profiles import get_profile
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    from edgezoo.zoo.data import load_digits
+
+    return load_digits((8, 8, 1))
+
+
+@pytest.fixture(scope="module")
+def trained(digits8):
+    """A small CNN with a GELU (so the micro rewrites have work) trained on 8x8 digits."""
+    from edgezoo.converters.finetune import FinetuneData, finetune
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(32, activation="gelu")(x)
+    model = keras.Model(inp, keras.layers.Dense(10)(x), name="small")
+    finetune(model, FinetuneData.from_dataset(digits8), epochs=20, learning_rate=3e-3)
+    return model
+
+
+def test_prune_cluster_qat_lut_in_one_recipe(trained, digits8):
+    recipe = Recipe(prune=0.5, prune_schedule="constant", cluster=8, qat=True, finetune_epochs=3,
+                    learning_rate=3e-4, target="nrf52840")
+    before = [w.copy() for w in trained.get_weights()]
+    data, parsed, report = convert_model(trained, "int8", get_profile("nrf52840"), None,
+                                         recipe=recipe, data=digits8)
+    assert all(np.array_equal(a, b) for a, b in zip(before, trained.get_weights()))  # input kept
+    assert report["recipe"]["steps"] == ["prune", "cluster", "qat", "quantize:int8",
+                                         "micro_compression"]
+    assert report["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
+    assert set(report["steps"]) == {"prune", "cluster", "qat", "micro_compression"}
+    assert report["steps"]["qat"]["preserve"] == "cluster"
+    sparsity = report["weights"]["sparsity_by_layer"]
+    unique = report["weights"]["max_unique_per_channel"]
+    assert len(sparsity) == 4
+    assert all(s >= 0.45 for s in sparsity.values()), sparsity  # cluster + QAT kept the zeros
+    assert all(k <= 8 for k in unique.values()), unique
+    assert report["tflite_bytes"] < report["uncompressed_tflite_bytes"]
+    assert "TFLM_DECODE" in parsed.op_names or "DECODE" in " ".join(parsed.op_names)
+    assert report["fits"] is True
+
+    runtimes, _ = compare_runtimes(data, parsed, digits8.test.x, labels=digits8.test.y,
+                                   float_outputs=trained.predict(digits8.test.x, verbose=0))
+    assert runtimes["micro_vs_reference_max_lsb"] <= 1
+    float_acc = float((top1(trained.predict(digits8.test.x, verbose=0)) == digits8.test.y).mean())
+    assert runtimes["accuracy"]["int8_micro"] >= float_acc - 0.05, (runtimes["accuracy"], float_acc)
+
+
+def test_distillation_recovers_a_clustered_model_without_labels(trained, digits8):
+    """No labels: clustering to 4 values per channel trains on the float model's soft targets."""
+    from edgezoo.converters.finetune import FinetuneData
+
+    unlabelled = FinetuneData(digits8.train.x)
+    result = compress(trained, Recipe(cluster=4, distill="self", finetune_epochs=3,
+                                      learning_rate=3e-4), unlabelled, micro=True)
+    assert max(result.report["weights"]["max_unique_per_channel"].values()) <= 4
+    assert "cluster" in result.report["steps"] and "distill" not in result.report["steps"]
+    from edgezoo.edge.runners.micro import MicroRunner
+
+    micro = top1(MicroRunner(result.tflite, result.parsed).run(digits8.test.x))
+    agreement = float((micro == top1(trained.predict(digits8.test.x, verbose=0))).mean())
+    assert agreement >= 0.9, agreement
