@@ -24,6 +24,7 @@ class CompressedModel:
     keras_model: object
     tflite: bytes
     report: dict
+    uncompressed_tflite: bytes = b""  # before LUT compression: what LiteRT (no DECODE op) can run
 
     @property
     def parsed(self):
@@ -78,6 +79,16 @@ def training_targets(model, data, teacher, recipe):
 
     loss = SoftTargetLoss(recipe.temperature, student_probabilities=outputs_probabilities(model))
     return FinetuneData(data.x, teacher_logits(teacher, data.x)), loss
+
+
+def learning_rate(recipe, data):
+    """The recipe's rate, or a cosine decay to 0 over one training step's optimizer steps."""
+    if recipe.lr_schedule == "constant" or data is None:
+        return recipe.learning_rate
+    from edgezoo.converters.finetune import steps_per_epoch
+
+    steps = recipe.finetune_epochs * steps_per_epoch(len(data.x), recipe.batch_size)
+    return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps)
 
 
 def micro_rewrites(model, calibration):
@@ -140,7 +151,7 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
     report = {"model": model.name, "params": int(model.count_params()), "quantize": recipe.quantize,
               "steps": {}, "warnings": warnings_found}
     train_data, loss = training_targets(model, data, teacher, recipe) if recipe.trains else (data, None)
-    common = dict(batch_size=recipe.batch_size, learning_rate=recipe.learning_rate,
+    common = dict(batch_size=recipe.batch_size, learning_rate=learning_rate(recipe, data),
                   seed=recipe.seed, loss=loss, progress=progress)
 
     if "distill" in recipe.steps():
@@ -168,7 +179,9 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
     if recipe.cluster is not None:
         from edgezoo.converters import clustering
 
-        model, info = clustering.cluster(model, train_data, clusters=recipe.cluster,
+        counts = recipe.cluster_counts()
+        model, info = clustering.cluster(model, train_data,
+                                         clusters=counts[None] if set(counts) == {None} else counts,
                                          epochs=recipe.finetune_epochs,
                                          preserve_sparsity=recipe.sparsity is not None, **common)
         report["steps"]["cluster"] = info
@@ -190,13 +203,15 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
     report["weights"] = {"sparsity_by_layer": sparsity_by_layer(data_bytes),
                          "max_unique_per_channel": max_unique_per_channel(data_bytes)}
     report["uncompressed_tflite_bytes"] = len(data_bytes)
+    uncompressed = data_bytes
     if "micro_compression" in recipe.steps() and micro:
         from edgezoo.converters.micro_compression import compress_tflite
 
-        data_bytes, info = compress_tflite(data_bytes)
+        data_bytes, info = compress_tflite(data_bytes,
+                                           max_unique=max(recipe.cluster_counts().values()))
         report["steps"]["micro_compression"] = info
     report["tflite_bytes"] = len(data_bytes)
     report["recipe"] = {**recipe.as_dict(), "steps": recipe.steps(), "rewrites": applied,
                         "calibration_samples": 0 if calibration is None else len(calibration),
                         "signature": "static batch 1"}
-    return CompressedModel(model, data_bytes, report)
+    return CompressedModel(model, data_bytes, report, uncompressed)

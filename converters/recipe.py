@@ -16,6 +16,8 @@ PRUNE_SCHEDULES = ("constant", "polynomial")
 PRUNE_POLICIES = (None, "xnnpack")
 # Integer modes whose converter honours the fake-quant ranges QAT learns.
 QAT_MODES = ("int8",)
+LR_SCHEDULES = ("constant", "cosine")
+MAX_LUT_CLUSTERS = 128  # TFLite Micro's LUT indices are at most 7 bits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Recipe:
     prune_2of4: bool = False
     prune_policy: str | None = None
     lottery_rounds: int = 0
-    cluster: int | None = None
+    cluster: int | dict | None = None  # K, or {layer: K} with "*" for every other layer
     qat: bool = False
     distill: str | None = None  # teacher: a registry name, a .keras file, or "self" (the float model)
     temperature: float = 4.0
@@ -39,6 +41,7 @@ class Recipe:
     finetune_epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine": decays to 0 over each training step
     calibration_samples: int = 300
     seed: int = 0
 
@@ -56,6 +59,14 @@ class Recipe:
         """The sparsity pruning aims for (2:4 is 50 %)."""
         return 0.5 if self.prune_2of4 and self.prune is None else self.prune
 
+    def cluster_counts(self):
+        """{layer or None (every other layer): K} from ``cluster``."""
+        if self.cluster is None:
+            return {}
+        if isinstance(self.cluster, dict):
+            return {None if k == "*" else k: v for k, v in self.cluster.items()}
+        return {None: self.cluster}
+
     def steps(self):
         """Names of the steps this recipe runs, in order."""
         names = []
@@ -68,7 +79,8 @@ class Recipe:
         if self.qat:
             names.append("qat")
         names.append(f"quantize:{self.quantize}")
-        if self.cluster is not None and self.micro_compression and self.quantize == "int8":
+        if (self.cluster is not None and self.micro_compression and self.quantize == "int8"
+                and max(self.cluster_counts().values()) <= MAX_LUT_CLUSTERS):
             names.append("micro_compression")
         return names
 
@@ -93,9 +105,14 @@ class Recipe:
             raise RecipeError("lottery-ticket rounds need a pruning sparsity (--prune S)")
         if self.lottery_rounds and self.prune_2of4:
             raise RecipeError("lottery-ticket pruning is unstructured; it cannot make 2:4 sparsity")
-        if self.cluster is not None and not 2 <= self.cluster <= 256:
-            raise RecipeError(f"cluster count must be between 2 and 256 (int8 has 256 values), "
-                              f"got {self.cluster}")
+        for layer, k in self.cluster_counts().items():
+            if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 256:
+                where = "" if layer is None else f" for layer {layer!r}"
+                raise RecipeError(f"cluster count{where} must be between 2 and 256 (int8 has 256 "
+                                  f"values), got {k}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
+                              f"{', '.join(LR_SCHEDULES)}")
         if self.qat and self.quantize not in QAT_MODES:
             raise RecipeError(f"quantization-aware training trains for int8, but the recipe converts "
                               f"with --quantize {self.quantize}; use --quantize int8 or drop --qat")
@@ -158,6 +175,8 @@ def _coerce(key, value, default):
         return None
     kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}
     expected = type(default) if default is not None else None
+    if key == "cluster" and isinstance(value, dict):
+        return dict(value)  # counts are checked by validate()
     if expected is None:  # optional fields: prune (float), cluster (int), target/distill/policy (str)
         expected = {"prune": float, "cluster": int}.get(key, str)
     if isinstance(value, bool) and expected is not bool:

@@ -86,7 +86,7 @@ def test_four_clusters_and_linear_init(trained, digits):
     data = convert(model, "int8", digits.train.x[:200], micro=True)
     unique = max_unique_per_channel(data)
     assert all(unique[layer] <= 4 for layer in ("conv1", "relu2", "fc")), unique
-    assert tflite_accuracy(data, digits.test) >= accuracy(trained, digits.test) - 0.10
+    assert tflite_accuracy(data, digits.test) >= accuracy(trained, digits.test) - 0.06
 
 
 def test_per_tensor_clustering_bounds_the_whole_kernel(trained, digits):

@@ -1,9 +1,14 @@
 """Data that ships with a package or is generated here: nothing is downloaded."""
 from edgezoo.errors import DataError
 from edgezoo.zoo.data.digits import Dataset, Split, load_digits
-from edgezoo.zoo.data.natural_patches import load_natural_patches
+from edgezoo.zoo.data.natural_patches import (
+    load_natural_patch_grid,
+    load_natural_patches,
+    natural_patch_grid,
+)
 
-DATASETS = {"digits": load_digits, "natural_patches": load_natural_patches}
+DATASETS = {"digits": load_digits, "natural_patches": load_natural_patches,
+            "natural_patch_grid": load_natural_patch_grid}
 
 
 def load_dataset(name, input_shape):
@@ -15,4 +20,5 @@ def load_dataset(name, input_shape):
     return loader(input_shape)
 
 
-__all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "load_digits", "load_natural_patches"]
+__all__ = ["DATASETS", "Dataset", "Split", "load_dataset", "load_digits", "load_natural_patch_grid",
+           "load_natural_patches", "natural_patch_grid"]
