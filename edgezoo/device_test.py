@@ -69,7 +69,23 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=Non
               "op_types": model.op_types(), "target": profile.name, "inputs": source}
     checks = report["checks"] = {}
     float_outputs = keras.predict(x, batch_size=256, verbose=0) if keras is not None else None
-    if profile.micro:
+    lut = any(op.op == "CUSTOM:TFLM_DECODE" for op in model.operators)
+    if lut:
+        report["note"] = ("LUT-compressed (DECODE operators): LiteRT cannot run it, so TFLite Micro "
+                          "is checked alone; compare the uncompressed .tflite for the LSB checks")
+    if profile.micro and lut:
+        check_micro_ops(model)
+        runner = MicroRunner(tflite, model)
+        outputs = runner.run(x)
+        report["arena_bytes"] = runner.arena_bytes
+        report["arena_breakdown"] = runner.arena_breakdown
+        if float_outputs is not None:
+            report["agreement"] = float((top1(outputs) == top1(float_outputs)).mean())
+            if data is not None:
+                checks["int8_vs_float_top1"] = _check(report["agreement"], MIN_INT8_VS_FLOAT_TOP1)
+        if labels is not None:
+            report["accuracy"] = {"int8_micro": float((top1(outputs) == labels).mean())}
+    elif profile.micro:
         check_micro_ops(model)
         runner = MicroRunner(tflite, model)
         runtimes, _ = compare_runtimes(tflite, model, x, labels=labels, float_outputs=float_outputs,
@@ -87,14 +103,15 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=Non
                 checks["int8_vs_float_top1"] = _check(report["agreement"], MIN_INT8_VS_FLOAT_TOP1)
         if "accuracy" in runtimes:
             report["accuracy"] = runtimes.pop("accuracy")
-    elif float_outputs is not None:
+    elif float_outputs is not None and not lut:
         outputs = LiteRTRunner(tflite, model, "default").run_float(x)
         report["agreement"] = float((top1(outputs) == top1(float_outputs)).mean())
     budget = check_budget(profile, len(tflite), report.get("arena_bytes"))
     report.update({"fits": budget["fits"], "budget": budget})
     checks["fits"] = {"value": budget["fits"], "limit": True, "passed": budget["fits"]}
     key = "litert_int8" if model.inputs[0].dtype == "INT8" else "litert"
-    report["latency_ms"] = {key: litert_latency_ms(LiteRTRunner(tflite, model, "default"), x[:1])}
+    report["latency_ms"] = ({} if lut else
+                            {key: litert_latency_ms(LiteRTRunner(tflite, model, "default"), x[:1])})
     if keras is not None:
         from edgezoo.edge.latency import keras_latency_ms
 

@@ -81,3 +81,19 @@ def test_distillation_recovers_a_clustered_model_without_labels(trained, digits8
     micro = top1(MicroRunner(result.tflite, result.parsed).run(digits8.test.x))
     agreement = float((micro == top1(trained.predict(digits8.test.x, verbose=0))).mean())
     assert agreement >= 0.9, agreement
+
+
+def test_on_device_test_of_a_lut_compressed_model(trained, digits8, tmp_path):
+    """``edgezoo test`` on a DECODE model: TFLite Micro alone (LiteRT has no DECODE kernel)."""
+    from edgezoo.device_test import test_tflite
+
+    result = compress(trained, Recipe(cluster=8, finetune_epochs=1), digits8, micro=True)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(result.tflite)
+    np.savez(tmp_path / "data.npz", x=digits8.test.x, y=digits8.test.y)
+    trained.save(tmp_path / "float.keras")
+    report = test_tflite(path, "nrf52840", keras_model=tmp_path / "float.keras",
+                         data=tmp_path / "data.npz")
+    assert "LiteRT cannot run it" in report["note"]
+    assert report["passed"] is True and report["checks"]["int8_vs_float_top1"]["value"] >= 0.98
+    assert report["accuracy"]["int8_micro"] >= 0.9 and report["arena_bytes"] > 0
