@@ -1,0 +1,139 @@
+"""Benchmark: compression recipes on the real MLPerf Tiny IC model (ResNet-8) against its official
+int8 file — size, TFLite Micro arena, and top-1 agreement with the float Keras model on 512
+held-out natural-image patches; writes a table into BENCHMARKS.md and a size/agreement plot.
+
+    .venv/bin/python bench/converters_mlperf.py [RECIPE ...]   (default: every recipe below)
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import edgezoo  # noqa: F401  (Keras 2 mode before TensorFlow loads)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report import RESULTS as RESULTS_DIR, ROOT, write_section  # noqa: E402
+
+RESULTS = RESULTS_DIR / "converters_mlperf.json"
+PLOT = RESULTS_DIR / "converters_mlperf.png"
+MLPERF = ROOT.parent / "shared" / "reference-models" / "mlperf-tiny"
+TARGET = "stm32l4r5"
+
+# name -> recipe keys over the defaults (distillation from the float model: the patches have no labels)
+DISTILLED = {"distill": "self", "finetune_epochs": 2, "learning_rate": 5e-4, "lr_schedule": "cosine",
+             "calibration_samples": 512}
+RECIPES = {
+    "int8": {"calibration_samples": 512},
+    "cluster 16": {**DISTILLED, "cluster": 16},
+    "best (recipes/mlperf_ic_best.json)": None,
+    "cluster 8": {**DISTILLED, "cluster": 8},
+    "prune 0.5 + cluster 16": {**DISTILLED, "prune": 0.5, "cluster": 16},
+}
+
+
+def recipe_for(name):
+    from edgezoo.converters.recipe import Recipe
+
+    keys = RECIPES[name]
+    if keys is None:
+        return Recipe.from_file(ROOT / "recipes" / "mlperf_ic_best.json")
+    return Recipe(target=TARGET, **keys)
+
+
+def official_row():
+    from edgezoo.convert import load_keras_model
+    from edgezoo.edge.compare import top1
+    from edgezoo.edge.loader import load_tflite
+    from edgezoo.edge.runners.micro import MicroRunner
+    from edgezoo.zoo.data import load_natural_patches
+
+    held_out = load_natural_patches((32, 32, 3)).test.x
+    float_top1 = top1(load_keras_model(MLPERF / "pretrainedResnet.h5").predict(held_out, verbose=0))
+    data, parsed = load_tflite(MLPERF / "pretrainedResnet_quant.tflite")
+    runner = MicroRunner(data, parsed)
+    agreement = float((top1(runner.run(held_out)) == float_top1).mean())
+    return {"recipe": "official int8 file", "tflite_bytes": len(data), "arena_bytes": runner.arena_bytes,
+            "agreement": agreement, "steps": ["(MLPerf Tiny reference)"], "decompression_bytes": 0,
+            "wall_s": None}
+
+
+def run_recipe(name):
+    from edgezoo.convert import convert_pipeline
+
+    recipe = recipe_for(name)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        calib = "natural_patch_grid" if recipe.trains else "natural_patches"
+        report = convert_pipeline(MLPERF / "pretrainedResnet.h5", out, recipe.quantize, TARGET,
+                                  calib=calib, recipe=recipe, progress=sys.stderr.isatty())
+    decoded = report["budget"]["ram"].get("decompression_in_arena_bytes", 0)
+    return {"recipe": name, "tflite_bytes": report["tflite_bytes"], "arena_bytes": report["arena_bytes"],
+            "agreement": report["agreement"], "steps": report["provenance"]["recipe"]["steps"],
+            "decompression_bytes": decoded, "wall_s": round(time.perf_counter() - start, 1)}
+
+
+def table(rows, official):
+    head = ("| recipe | steps | .tflite | × official | arena (incl. decoded weights) | × official | "
+            "agreement | wall s |\n|---|---|---|---|---|---|---|---|\n")
+    body = ""
+    for r in rows:
+        body += (f"| {r['recipe']} | {', '.join(r['steps'])} | {r['tflite_bytes']:,} B | "
+                 f"{r['tflite_bytes'] / official['tflite_bytes']:.2f} | {r['arena_bytes']:,} B"
+                 f"{f' ({r['decompression_bytes']:,} B decoded)' if r['decompression_bytes'] else ''} | "
+                 f"{r['arena_bytes'] / official['arena_bytes']:.2f} | {r['agreement']:.3f} | "
+                 f"{r['wall_s'] if r['wall_s'] is not None else '—'} |\n")
+    return head + body
+
+
+def plot(rows, official):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["tflite_bytes"] / 1024, r["agreement"],
+                   marker="*" if r is official else "o", s=120 if r is official else 40)
+        ax.annotate(r["recipe"], (r["tflite_bytes"] / 1024, r["agreement"]), fontsize=7)
+    ax.axvline(0.6 * official["tflite_bytes"] / 1024, ls="--", c="gray", label="0.6 × official size")
+    ax.axhline(official["agreement"], ls=":", c="gray", label="official agreement")
+    ax.set_xlabel(".tflite size (KiB)")
+    ax.set_ylabel("top-1 agreement with float (512 held-out patches)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    from edgezoo import files
+
+    with files.atomic_path(PLOT) as tmp:
+        fig.savefig(tmp, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="*", choices=[[], *RECIPES], default=[])
+    args = parser.parse_args(argv)
+    from edgezoo import files
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["official int8 file"] = official_row()
+    for name in args.recipes or list(RECIPES):
+        results[name] = run_recipe(name)
+        print(json.dumps(results[name]), flush=True)
+        files.write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+    official = results["official int8 file"]
+    rows = [official] + [results[n] for n in RECIPES if n in results]
+    write_section("converters-mlperf", "## Compression recipes on the MLPerf Tiny IC model\n\n"
+                  "`bench/converters_mlperf.py`: `pretrainedResnet.h5` (78,666 parameters) converted by "
+                  f"`edgezoo.convert.convert_pipeline` for `{TARGET}`; agreement = TFLite Micro top-1 vs "
+                  "the float Keras model on 512 held-out natural-image patches (scikit-learn's sample "
+                  "photographs, right halves). Training steps distil from the float model on the "
+                  "left-half patch grid (no labels exist). The arena of a LUT-compressed model holds "
+                  "its decoded weights (TFLite Micro plans DECODE outputs there). Plot: "
+                  "`bench/results/converters_mlperf.png`.\n\n" + table(rows, official) + "\n")
+    plot(rows, official)
+
+
+if __name__ == "__main__":
+    main()
