@@ -188,26 +188,10 @@ def rewrite_softsign(model):
 
 
 def activation_input_range(model, samples, name, batch_size=64):
-    """(min, max) of the values entering activation ``name`` in ``model`` on ``samples``, or None.
+    """(min, max) of the values entering activation ``name`` in ``model`` on ``samples``, or None."""
+    from edgezoo.converters.gelu import layers_input_range
 
-    Activation layers see their input; for a layer with the activation fused,
-    the pre-activation is recomputed by a linear copy of that layer.
-    """
-    layers = activation_layers(model, name)
-    if not layers:
-        return None
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    inputs = probe.predict(samples, batch_size=batch_size, verbose=0)
-    inputs = inputs if isinstance(inputs, list) else [inputs]
-    lo, hi = np.inf, -np.inf
-    for layer, x in zip(layers, inputs):
-        if not isinstance(layer, keras.layers.Activation):
-            linear = layer.__class__.from_config({**layer.get_config(), "activation": None})
-            linear.build(x.shape)
-            linear.set_weights(layer.get_weights())
-            x = linear(x).numpy()
-        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-    return lo, hi
+    return layers_input_range(model, activation_layers(model, name), samples, batch_size)
 
 
 def activation_deviations(model, samples):

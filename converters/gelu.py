@@ -71,12 +71,15 @@ def rewrite_gelu(model):
 
 
 def gelu_input_range(model, samples, batch_size=64):
-    """(min, max) of the values entering GELU activations of ``model`` on ``samples``.
+    """(min, max) of the values entering GELU activations of ``model`` on ``samples``."""
+    return layers_input_range(model, gelu_layers(model), samples, batch_size)
 
-    Activation layers see their input; for a layer with a fused GELU the
+
+def layers_input_range(model, layers, samples, batch_size=64):
+    """(min, max) of the values entering the activation of ``layers`` on ``samples`` (None if no
+    layers). Activation layers see their input; for a layer with a fused activation the
     pre-activation is recomputed by a linear copy of that layer.
     """
-    layers = gelu_layers(model)
     if not layers:
         return None
     probe = keras.Model(model.inputs, [layer.input for layer in layers])

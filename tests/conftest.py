@@ -25,3 +25,10 @@ def digits16():
     from edgezoo.zoo.data import load_digits
 
     return load_digits((16, 16, 1))
+
+
+@pytest.fixture(scope="session")
+def digits8():
+    from edgezoo.zoo.data import load_digits
+
+    return load_digits((8, 8, 1))

@@ -8,7 +8,6 @@ from edgezoo.converters.finetune import FinetuneData, finetune
 from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_weights import constant_weights, max_unique_per_channel, sparsity_by_layer
 from edgezoo.errors import RecipeError
-from edgezoo.zoo.data import load_digits
 
 
 def small_cnn():
@@ -37,25 +36,20 @@ def tflite_accuracy(data, split):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_digits((8, 8, 1))
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
+def trained(digits8):
     model = small_cnn()
-    finetune(model, FinetuneData(digits.train.x, digits.train.y), epochs=40, learning_rate=3e-3)
+    finetune(model, FinetuneData(digits8.train.x, digits8.train.y), epochs=40, learning_rate=3e-3)
     return model
 
 
 @pytest.fixture(scope="module")
-def clustered8(trained, digits):
+def clustered8(trained, digits8):
     before = [w.copy() for w in trained.get_weights()]
-    model, info = cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters=8,
+    model, info = cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters=8,
                           epochs=4, learning_rate=1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(before, trained.get_weights())), \
         "clustering must not train the caller's model"
-    return model, info, convert(model, "int8", digits.train.x[:200], micro=True)
+    return model, info, convert(model, "int8", digits8.train.x[:200], micro=True)
 
 
 def test_clustered_int8_has_at_most_k_values_per_channel(clustered8):
@@ -72,40 +66,40 @@ def test_clustered_int8_has_at_most_k_values_per_channel(clustered8):
     assert unique["dw"] > 8  # the unclustered layer keeps its spread of int8 values
 
 
-def test_clustered_int8_accuracy_close_to_float(trained, clustered8, digits):
+def test_clustered_int8_accuracy_close_to_float(trained, clustered8, digits8):
     model, _, data = clustered8
-    float_acc = accuracy(trained, digits.test)
-    int8_acc = tflite_accuracy(data, digits.test)
+    float_acc = accuracy(trained, digits8.test)
+    int8_acc = tflite_accuracy(data, digits8.test)
     assert float_acc >= 0.85
-    assert int8_acc >= float_acc - 0.04, (float_acc, accuracy(model, digits.test), int8_acc)
+    assert int8_acc >= float_acc - 0.04, (float_acc, accuracy(model, digits8.test), int8_acc)
 
 
-def test_four_clusters_and_linear_init(trained, digits):
-    model, info = cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters=4,
+def test_four_clusters_and_linear_init(trained, digits8):
+    model, info = cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters=4,
                           epochs=3, learning_rate=1e-3, centroid_init="linear")
-    data = convert(model, "int8", digits.train.x[:200], micro=True)
+    data = convert(model, "int8", digits8.train.x[:200], micro=True)
     unique = max_unique_per_channel(data)
     assert all(unique[layer] <= 4 for layer in ("conv1", "relu2", "fc")), unique
-    assert tflite_accuracy(data, digits.test) >= accuracy(trained, digits.test) - 0.06
+    assert tflite_accuracy(data, digits8.test) >= accuracy(trained, digits8.test) - 0.06
 
 
-def test_per_tensor_clustering_bounds_the_whole_kernel(trained, digits):
-    model, info = cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters=8,
+def test_per_tensor_clustering_bounds_the_whole_kernel(trained, digits8):
+    model, info = cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters=8,
                           epochs=1, per_channel=False)
     kernel = model.get_layer("conv2").kernel.numpy()
     assert len(np.unique(kernel)) <= 8
     assert info["max_unique_per_channel"]["conv2"] <= 8
 
 
-def test_clustering_is_deterministic(trained, digits):
-    data = FinetuneData(digits.train.x[:100], digits.train.y[:100])
+def test_clustering_is_deterministic(trained, digits8):
+    data = FinetuneData(digits8.train.x[:100], digits8.train.y[:100])
     a, _ = cluster(trained, data, clusters=8, epochs=1)
     b, _ = cluster(trained, data, clusters=8, epochs=1)
-    calib = digits.train.x[:50]
+    calib = digits8.train.x[:50]
     assert convert(a, "int8", calib, micro=True) == convert(b, "int8", calib, micro=True)
 
 
-def test_preserve_sparsity_keeps_zeros(trained, digits):
+def test_preserve_sparsity_keeps_zeros(trained, digits8):
     sparse = keras.models.clone_model(trained)
     sparse.set_weights(trained.get_weights())
     rng = np.random.default_rng(0)
@@ -116,20 +110,20 @@ def test_preserve_sparsity_keeps_zeros(trained, digits):
         masks[name] = rng.random(kernel.shape) < 0.5
         kernel[masks[name]] = 0.0
         layer.kernel.assign(kernel)
-    data = FinetuneData(digits.train.x, digits.train.y)
+    data = FinetuneData(digits8.train.x, digits8.train.y)
     kept, _ = cluster(sparse, data, clusters=8, epochs=1, learning_rate=1e-3, preserve_sparsity=True)
     lost, _ = cluster(sparse, data, clusters=8, epochs=1, learning_rate=1e-3)
     for name, mask in masks.items():
         assert np.all(kept.get_layer(name).kernel.numpy()[mask] == 0.0), name
     assert not all(np.all(lost.get_layer(n).kernel.numpy()[m] == 0.0) for n, m in masks.items())
-    tflite = convert(kept, "int8", digits.train.x[:100], micro=True)
+    tflite = convert(kept, "int8", digits8.train.x[:100], micro=True)
     sparsity = sparsity_by_layer(tflite)
     assert sparsity["conv1"] >= 0.45 and sparsity["relu2"] >= 0.45, sparsity
     assert all(int(w.unique_per_channel().max()) <= 8 for w in constant_weights(tflite)
                if w.layer in ("conv1", "relu2"))
 
 
-def test_subclassed_model_is_refused_before_training(digits):
+def test_subclassed_model_is_refused_before_training(digits8):
     class Net(keras.Model):
         def __init__(self):
             super().__init__()
@@ -140,39 +134,39 @@ def test_subclassed_model_is_refused_before_training(digits):
             return self.fc(self.flat(x))
 
     net = Net()
-    net(digits.train.x[:1])
+    net(digits8.train.x[:1])
     with pytest.raises(RecipeError, match="subclassed Keras model .*functional or Sequential"):
-        cluster(net, FinetuneData(digits.train.x, digits.train.y), clusters=8, epochs=1)
+        cluster(net, FinetuneData(digits8.train.x, digits8.train.y), clusters=8, epochs=1)
 
 
 @pytest.mark.parametrize("clusters", [1, 0, -3, 2.5])
-def test_too_few_clusters_is_refused(trained, digits, clusters):
+def test_too_few_clusters_is_refused(trained, digits8, clusters):
     with pytest.raises(RecipeError, match=r"clusters=.*at least 2"):
-        cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters=clusters, epochs=1)
+        cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters=clusters, epochs=1)
 
 
-def test_preserve_sparsity_needs_three_clusters(trained, digits):
+def test_preserve_sparsity_needs_three_clusters(trained, digits8):
     with pytest.raises(RecipeError, match="at least 3 .*zero"):
-        cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters=2, epochs=1,
+        cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters=2, epochs=1,
                 preserve_sparsity=True)
 
 
-def test_unlabelled_data_is_refused(trained, digits):
+def test_unlabelled_data_is_refused(trained, digits8):
     with pytest.raises(RecipeError, match="labels or a teacher's soft targets"):
-        cluster(trained, FinetuneData(digits.train.x), clusters=8, epochs=1)
+        cluster(trained, FinetuneData(digits8.train.x), clusters=8, epochs=1)
 
 
-def test_model_with_only_unclusterable_layers_is_refused(digits):
+def test_model_with_only_unclusterable_layers_is_refused(digits8):
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.DepthwiseConv2D(3, name="dw")(inputs)
     outputs = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, outputs)
     with pytest.raises(RecipeError, match="no layer TFMOT can cluster.*dw"):
-        cluster(model, FinetuneData(digits.train.x, digits.train.y), clusters=8, epochs=1)
+        cluster(model, FinetuneData(digits8.train.x, digits8.train.y), clusters=8, epochs=1)
 
 
-def test_clusters_per_layer(trained, digits):
-    model, info = cluster(trained, FinetuneData(digits.train.x, digits.train.y),
+def test_clusters_per_layer(trained, digits8):
+    model, info = cluster(trained, FinetuneData(digits8.train.x, digits8.train.y),
                           clusters={None: 8, "conv2": 4, "fc": None}, epochs=1)
     assert info["clusters"] == {"conv1": 8, "conv2": 4}
     assert info["unclustered_layers"]["fc"].startswith("not asked for")
@@ -180,6 +174,6 @@ def test_clusters_per_layer(trained, digits):
     assert len(np.unique(model.get_layer("fc").kernel.numpy())) > 8
 
 
-def test_clusters_naming_a_missing_layer_is_refused(trained, digits):
+def test_clusters_naming_a_missing_layer_is_refused(trained, digits8):
     with pytest.raises(RecipeError, match=r"names layers \['nope'\]"):
-        cluster(trained, FinetuneData(digits.train.x, digits.train.y), clusters={"nope": 8}, epochs=1)
+        cluster(trained, FinetuneData(digits8.train.x, digits8.train.y), clusters={"nope": 8}, epochs=1)

@@ -12,13 +12,6 @@ from edgezoo.edge.profiles import get_profile
 
 
 @pytest.fixture(scope="module")
-def digits8():
-    from edgezoo.zoo.data import load_digits
-
-    return load_digits((8, 8, 1))
-
-
-@pytest.fixture(scope="module")
 def trained(digits8):
     """A small CNN with a GELU (so the micro rewrites have work) trained on 8x8 digits."""
     from edgezoo.converters.finetune import FinetuneData, finetune

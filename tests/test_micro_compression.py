@@ -11,7 +11,6 @@ from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import constant_weights
 from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
 from edgezoo.errors import ModelFileError, RecipeError
-from edgezoo.zoo.data import load_digits
 
 
 def small_cnn():
@@ -26,18 +25,13 @@ def small_cnn():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_digits((8, 8, 1))
-
-
-@pytest.fixture(scope="module")
-def models(digits):
+def models(digits8):
     """(plain int8 bytes, clustered K=8 int8 bytes)."""
     model = small_cnn()
-    finetune(model, FinetuneData(digits.train.x, digits.train.y), epochs=10, learning_rate=3e-3)
-    clustered, _ = cluster(model, FinetuneData(digits.train.x, digits.train.y), clusters=8,
+    finetune(model, FinetuneData(digits8.train.x, digits8.train.y), epochs=10, learning_rate=3e-3)
+    clustered, _ = cluster(model, FinetuneData(digits8.train.x, digits8.train.y), clusters=8,
                            epochs=2, learning_rate=1e-3)
-    calib = digits.train.x[:100]
+    calib = digits8.train.x[:100]
     return convert(model, "int8", calib, micro=True), convert(clustered, "int8", calib, micro=True)
 
 
@@ -70,17 +64,17 @@ def test_compressed_is_smaller_and_reports_each_tensor(models, compressed):
     assert {w.layer for w in constant_weights(data)} == {"conv1"}
 
 
-def test_compressed_model_is_bit_identical_in_tflite_micro(models, compressed, digits):
+def test_compressed_model_is_bit_identical_in_tflite_micro(models, compressed, digits8):
     original, (data, info) = models[1], compressed
     parsed = read_tflite(data)
     assert [op.op for op in parsed.operators].count("CUSTOM:TFLM_DECODE") == 3
     check_micro_ops(parsed)  # TFLite Micro registers DECODE, so the static check accepts it
     plain = MicroRunner(original, read_tflite(original))
     lut = MicroRunner(data, parsed)
-    x = digits.test.x[:64]
+    x = digits8.test.x[:64]
     expected, got = plain.run(x), lut.run(x)
     assert got.dtype == np.int8 and np.array_equal(got, expected)
-    assert (got.argmax(1) == digits.test.y[:64]).mean() >= 0.7  # and it is a working classifier
+    assert (got.argmax(1) == digits8.test.y[:64]).mean() >= 0.7  # and it is a working classifier
     # DECODE outputs live in the arena: it grows by at most the decoded bytes alive at once
     assert lut.arena_bytes > plain.arena_bytes
     assert lut.arena_bytes - plain.arena_bytes <= info["decompression_bytes"] + 1024

@@ -43,13 +43,6 @@ def litert_accuracy(tflite, x, y):
 
 
 @pytest.fixture(scope="module")
-def digits8():
-    from edgezoo.zoo.data import load_digits
-
-    return load_digits((8, 8, 1))
-
-
-@pytest.fixture(scope="module")
 def trained(digits8):
     """(float model, its test accuracy, fine-tuning data)."""
     data = FinetuneData.from_dataset(digits8)

@@ -40,11 +40,6 @@ def assert_full_int8(parsed):
     assert not {"QUANTIZE", "DEQUANTIZE"} & set(parsed.op_names)
 
 
-@pytest.fixture(scope="module")
-def digits8():
-    return load_digits((8, 8, 1))
-
-
 def small_cnn():
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)

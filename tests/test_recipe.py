@@ -23,13 +23,6 @@ def small_cnn(name="cnn", width=8, seed=0):
 
 
 @pytest.fixture(scope="module")
-def digits8():
-    from edgezoo.zoo.data import load_digits
-
-    return load_digits((8, 8, 1))
-
-
-@pytest.fixture(scope="module")
 def teacher(digits8):
     from edgezoo.converters.finetune import finetune
 
