@@ -46,6 +46,7 @@ def render_markdown(report):
     if "wall_time_s" in report:
         rows.append(("wall time", f"{report['wall_time_s']:.1f} s"))
     lines += ["| what | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    lines += _recipe_lines(report)
     ops = report.get("op_types") or {}
     if ops:
         lines += ["", "## Operators", "", "| op | tensor types |", "|---|---|"]
@@ -53,6 +54,30 @@ def render_markdown(report):
     if budget:
         lines += ["", f"_{budget['ram']['note']}._"]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_lines(report):
+    """Steps the recipe ran and what they left in the .tflite: sparsity, values per channel."""
+    recipe = (report.get("provenance") or {}).get("recipe") or report.get("recipe") or {}
+    lines = []
+    if recipe.get("steps"):
+        lines += ["", "## Recipe", "", "Steps: " + " → ".join(f"`{s}`" for s in recipe["steps"])
+                  + (f"; rewrites: {', '.join(recipe['rewrites'])}" if recipe.get("rewrites") else "")]
+    weights = report.get("weights") or {}
+    sparsity, unique = weights.get("sparsity_by_layer") or {}, weights.get("max_unique_per_channel") or {}
+    if sparsity and (recipe.get("prune") or recipe.get("prune_2of4") or recipe.get("cluster")):
+        lines += ["", "| layer | zero weights in the .tflite | most distinct values in a channel |",
+                  "|---|---|---|"]
+        lines += [f"| {layer} | {_pct(sparsity[layer])} | {unique.get(layer, '—')} |"
+                  for layer in sparsity]
+    for warning in report.get("warnings") or []:
+        lines += ["", f"**Warning:** {warning}"]
+    worst = report.get("quantization_debugger") or []
+    if worst:
+        lines += ["", "## Layers losing most in int8 (TFLite quantization debugger)", "",
+                  "| op | tensor | RMSE in int8 steps |", "|---|---|---|"]
+        lines += [f"| {r['op']} | `{r['tensor'][:60]}` | {r['rmse_in_steps']:.2f} |" for r in worst]
+    return lines
 
 
 def write_reports(out_dir, report):

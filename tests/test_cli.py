@@ -122,3 +122,5 @@ def test_convert_with_a_recipe_is_byte_identical(tmp_path):
     assert len(pruned) >= 10 and all(abs(sparsity[layer] - 0.5) <= 0.02 for layer in pruned)
     assert report["fits"] is True and 0.0 <= report["agreement"] <= 1.0
     assert report["agreement_samples"] == 360
+    page = (tmp_path / "a" / "report.md").read_text()
+    assert "Steps: `prune` → `quantize:int8`" in page and "| 50.00 % |" in page
