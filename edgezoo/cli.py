@@ -31,8 +31,11 @@ def _cmd_train(args):
     from edgezoo.zoo.data import load_dataset
     from edgezoo.zoo.training import configure_cpu_devices, fit_classifier, get_strategy
 
+    import tensorflow as tf
+
     if args.cpu_devices:
         configure_cpu_devices(args.cpu_devices)
+    tf.config.experimental.enable_op_determinism()  # the same seed trains the same model
     strategy = get_strategy(args.strategy)
     with strategy.scope():
         model = create_model(args.model, input_shape=args.input_shape)

@@ -49,9 +49,11 @@ def test_plain_int8_matches_or_beats_the_official_file(mlperf_dir, patches):
 # 77,360 weights) takes 8 clusters (3-bit indices), the rest 16 (4-bit). Measured while choosing it:
 # 8 clusters everywhere gives 50,672 B but agreement 0.78; 16 everywhere 0.80 at 62,224 B (both
 # distilled on the 512 calibration patches and their mirror images; the denser grid does better).
+# The margin over the official file is thin and moves with the seed (bench/converters_mlperf.py
+# runs seeds 0, 1, 2; 2 and 8 distillation epochs were compared while choosing the recipe).
 
 
-@pytest.mark.slow  # about 3 minutes on 2 cores
+@pytest.mark.slow  # about 6 minutes on 2 cores (8 epochs of distillation on 7,400 patches)
 def test_best_recipe_is_smaller_and_agrees_as_well_as_the_official_file(mlperf_dir, tmp_path):
     """recipes/mlperf_ic_best.json through the convert pipeline: per-channel clustering distilled
     from the float model (the patches have no labels), int8, TFLite Micro LUT compression."""
