@@ -22,7 +22,7 @@ MLPERF = ROOT.parent / "shared" / "reference-models" / "mlperf-tiny"
 TARGET = "stm32l4r5"
 
 # name -> recipe keys over the defaults (distillation from the float model: the patches have no labels)
-DISTILLED = {"distill": "self", "finetune_epochs": 2, "learning_rate": 5e-4, "lr_schedule": "cosine",
+DISTILLED = {"distill": "self", "finetune_epochs": 8, "learning_rate": 5e-4, "lr_schedule": "cosine",
              "calibration_samples": 512}
 BEST = "best (recipes/mlperf_ic_best.json)"
 RECIPES = {

@@ -33,24 +33,8 @@ def load_keras_model(source, input_shape=None, num_classes=None, seed=0):
 
 
 def calibration_samples(calib, input_shape, limit=300):
-    """Representative float samples for ``input_shape``: ``digits`` or a .npy file."""
-    from edgezoo.zoo.data import DATASETS, load_dataset
-
-    input_shape = tuple(int(s) for s in input_shape)
-    if calib in DATASETS:
-        return load_dataset(calib, input_shape).train.x[:limit]
-    path = Path(str(calib))
-    if not path.is_file():
-        raise DataError(f"calibration data {calib!r} is neither a data set "
-                        f"({', '.join(DATASETS)}) nor a .npy file")
-    try:
-        samples = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read calibration file {path}: {exc}") from None
-    if samples.ndim != len(input_shape) + 1 or tuple(samples.shape[1:]) != input_shape:
-        raise DataError(f"calibration data {path} has shape {samples.shape}; the model takes "
-                        f"(N, {', '.join(map(str, input_shape))})")
-    return samples[:limit].astype(np.float32)
+    """Representative float samples for ``input_shape``: a data set's train split or a .npy file."""
+    return load_data(calib, input_shape).train.x[:limit]
 
 
 def load_data(name_or_file, input_shape):
@@ -91,7 +75,7 @@ def prepare_conversion(source, quantize="int8", target=None, calib="digits", inp
         recipe.check_target(bool(profile and profile.micro))
     model = load_keras_model(source, input_shape=input_shape, seed=seed)
     samples = None
-    if quantize in ("int8", "int16x8"):
+    if quantize in ("int8", "int16x8") and calib is not None:
         samples = calibration_samples(calib, model.input_shape[1:])
     return model, profile, samples
 
@@ -174,9 +158,9 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib="digit
 
     start = time.perf_counter()
     recipe = (recipe or Recipe(seed=seed)).replace(quantize=quantize, target=target)
-    model, profile, _ = prepare_conversion(source, quantize, target, calib, input_shape, recipe,
+    model, profile, _ = prepare_conversion(source, quantize, target, None, input_shape, recipe,
                                            seed=recipe.seed)
-    dataset = load_data(calib, model.input_shape[1:])
+    dataset = load_data(calib, model.input_shape[1:])  # its train split calibrates
     if recipe.distill and teacher is None and recipe.distill != "self":
         teacher = load_keras_model(recipe.distill)
     data, parsed, report = convert_model(model, quantize, profile, None, recipe=recipe,
