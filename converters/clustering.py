@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from edgezoo.converters.finetune import classification_loss, finetune
+from edgezoo.converters.finetune import classification_loss, finetune, require_graph_model
 from edgezoo.errors import RecipeError
 
 CENTROID_INITS = {
@@ -31,10 +31,6 @@ def _wrapped_names(model):
 
     return {layer.layer.name for layer in model.layers
             if isinstance(layer, cluster_wrapper.ClusterWeights)}
-
-
-def _is_graph_model(model):
-    return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
 
 
 def _check_k(k, low, what):
@@ -58,12 +54,7 @@ def clusters_by_layer(model, clusters):
 
 def check_cluster_args(model, data, clusters, preserve_sparsity):
     """Raise RecipeError for a recipe that cannot work, before any training."""
-    if not isinstance(model, keras.Model):
-        raise RecipeError(f"clustering needs a Keras model, got {type(model).__name__}")
-    if not _is_graph_model(model):
-        raise RecipeError(
-            f"model {model.name!r} is a subclassed Keras model ({type(model).__name__}); TFMOT "
-            "clustering clones the layer graph, so build it as a functional or Sequential model")
+    require_graph_model(model, "clustering")
     low = 3 if preserve_sparsity else 2
     if isinstance(clusters, dict):
         for name, k in clusters.items():

@@ -11,7 +11,7 @@ import numpy as np
 import tf_keras as keras
 
 from edgezoo.converters.calibration import check_calibration
-from edgezoo.converters.finetune import FinetuneData
+from edgezoo.converters.finetune import FinetuneData, require_graph_model
 from edgezoo.converters.recipe import Recipe
 from edgezoo.errors import RecipeError
 
@@ -33,11 +33,6 @@ class CompressedModel:
         return read_tflite(self.tflite)
 
 
-def is_graph_model(model):
-    """Functional and Sequential models expose their layers to TFMOT and clone_model."""
-    return isinstance(model, keras.Sequential) or bool(getattr(model, "_is_graph_network", False))
-
-
 def finetune_data(data):
     """A ``FinetuneData`` from what a user passes: FinetuneData, a zoo Dataset, (x, y) or x."""
     if data is None or isinstance(data, FinetuneData):
@@ -51,10 +46,8 @@ def finetune_data(data):
 
 def check_inputs(model, recipe, data, calibration, teacher):
     """Everything that can be refused, before any step runs."""
-    if recipe.trains and not is_graph_model(model):
-        raise RecipeError(f"model {model.name!r} is a subclassed Keras model: TFMOT cannot see its "
-                          "layers to prune, cluster or quantize them; rebuild it as a functional "
-                          "(or Sequential) model")
+    if recipe.trains:
+        require_graph_model(model, ", ".join(recipe.training_steps()))
     shape = tuple(model.input_shape[1:])
     if data is not None:
         check_calibration(data.x, shape)  # shape errors name the expected (N, ...) shape

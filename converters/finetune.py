@@ -35,6 +35,18 @@ class FinetuneData:
                    dataset.val.x if labelled else None, dataset.val.y if labelled else None)
 
 
+def require_graph_model(model, what):
+    """TFMOT wraps and clones layer graphs: refuse (before any work) a model it cannot see."""
+    from edgezoo.errors import RecipeError
+
+    if not isinstance(model, keras.Model):
+        raise RecipeError(f"{what} needs a tf_keras Model, got {type(model).__name__}")
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise RecipeError(f"{what}: model {model.name!r} ({type(model).__name__}) is a subclassed "
+                          "Keras model whose layers TFMOT cannot see; rebuild it as a functional "
+                          "(or Sequential) model")
+
+
 def outputs_probabilities(model):
     """True when the model ends in a softmax (its outputs are probabilities, not logits)."""
     last = model.layers[-1]

@@ -21,7 +21,12 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
     PruneLowMagnitude,
 )
 
-from edgezoo.converters.finetune import classification_loss, finetune, steps_per_epoch
+from edgezoo.converters.finetune import (
+    classification_loss,
+    finetune,
+    require_graph_model,
+    steps_per_epoch,
+)
 from edgezoo.errors import RecipeError
 
 SCHEDULES = ("constant", "polynomial")
@@ -236,10 +241,7 @@ def _check_sparsity(sparsity):
 
 
 def _check_trainable(model, data, epochs):
-    if not isinstance(model, keras.Model) or not (
-            isinstance(model, keras.Sequential) or model._is_graph_network):
-        raise RecipeError(f"{type(model).__name__} is a subclassed model whose layers TFMOT "
-                          "cannot see or wrap; rebuild it as a functional model (or Sequential)")
+    require_graph_model(model, "pruning")
     if not model.built:
         raise RecipeError(f"model {model.name!r} is not built; build it with an input shape")
     if getattr(data, "y", None) is None:

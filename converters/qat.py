@@ -12,7 +12,7 @@ rewritten layers are the ones that are converted.
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from edgezoo.converters.finetune import classification_loss, finetune
+from edgezoo.converters.finetune import classification_loss, finetune, require_graph_model
 from edgezoo.converters.quantize_configs import (
     ACTIVATION_CONFIGS,
     CUSTOM_OBJECTS,
@@ -88,14 +88,7 @@ def check_qat(model, preserve=None):
     if preserve not in PRESERVE:
         raise RecipeError(f"unknown preserve={preserve!r} for quantization-aware training; "
                           f"choose one of {', '.join(map(repr, PRESERVE))}")
-    if not isinstance(model, keras.Model):
-        raise RecipeError(f"quantization-aware training needs a tf_keras Model, got "
-                          f"{type(model).__name__}")
-    if not (isinstance(model, keras.Sequential) or model._is_graph_network):
-        raise RecipeError(
-            f"quantization-aware training cannot wrap the subclassed model {model.name!r} "
-            f"({type(model).__name__}): TFMOT rebuilds models layer by layer, which needs a "
-            "functional or Sequential model; rebuild it with the functional API")
+    require_graph_model(model, "quantization-aware training")
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue

@@ -84,6 +84,11 @@ class Recipe:
             names.append("micro_compression")
         return names
 
+    def training_steps(self):
+        """The steps that fine-tune the model."""
+        return [s for s in self.steps() if s in ("distill", "prune", "lottery_ticket", "cluster",
+                                                 "qat")]
+
     def validate(self):
         """Raise RecipeError naming the first contradiction (or out-of-range value)."""
         if self.quantize not in QUANTIZATION_MODES:
@@ -117,9 +122,7 @@ class Recipe:
             raise RecipeError(f"quantization-aware training trains for int8, but the recipe converts "
                               f"with --quantize {self.quantize}; use --quantize int8 or drop --qat")
         if self.trains and self.finetune_epochs < 1:
-            training = [s for s in self.steps() if s in ("distill", "prune", "lottery_ticket",
-                                                         "cluster", "qat")]
-            raise RecipeError(f"{', '.join(training)} fine-tune the "
+            raise RecipeError(f"{', '.join(self.training_steps())} fine-tune the "
                               f"model, but finetune_epochs is {self.finetune_epochs}; use 1 or more")
         if self.temperature <= 0:
             raise RecipeError(f"distillation temperature must be positive, got {self.temperature}")

@@ -221,7 +221,7 @@ NO_LABELS = FinetuneData(np.zeros((4, 8, 8, 1), np.float32))  # training would f
 def test_subclassed_model_refused_before_training():
     model = _Subclassed()
     model(np.zeros((1, 4), np.float32))
-    with pytest.raises(RecipeError, match=r"cannot wrap the subclassed model .*functional"):
+    with pytest.raises(RecipeError, match=r"quantization-aware training: model .* is a subclassed Keras model whose layers TFMOT cannot see"):
         quantize_aware_train(model, NO_LABELS, epochs=1)
 
 

@@ -93,7 +93,7 @@ def test_bad_inputs_fail_before_any_training(digits8, teacher):
     data = FinetuneData.from_dataset(digits8)
     sub = Subclassed()
     sub(np.zeros((1, 8, 8, 1), np.float32))
-    with pytest.raises(RecipeError, match="subclassed Keras model: TFMOT cannot see its layers"):
+    with pytest.raises(RecipeError, match=r"prune: model 'subclassed' \(Subclassed\) is a subclassed Keras model whose layers TFMOT cannot see"):
         compress(sub, Recipe(prune=0.5), data)
     with pytest.raises(DataError, match=r"calibration data has shape \(4, 16, 16, 1\); the model "
                                         r"takes \(N, 8, 8, 1\)"):
