@@ -53,7 +53,7 @@ def test_plain_int8_matches_or_beats_the_official_file(mlperf_dir, patches):
 # runs seeds 0, 1, 2; 2 and 8 distillation epochs were compared while choosing the recipe).
 
 
-@pytest.mark.slow  # about 6 minutes on 2 cores (8 epochs of distillation on 7,400 patches)
+@pytest.mark.slow  # about 3 minutes on 2 cores (8 epochs of distillation on 7,400 patches)
 def test_best_recipe_is_smaller_and_agrees_as_well_as_the_official_file(mlperf_dir, tmp_path):
     """recipes/mlperf_ic_best.json through the convert pipeline: per-channel clustering distilled
     from the float model (the patches have no labels), int8, TFLite Micro LUT compression."""
