@@ -13,7 +13,7 @@ import tf_keras as keras
 from edgezoo.converters.calibration import check_calibration
 from edgezoo.converters.finetune import FinetuneData, require_graph_model
 from edgezoo.converters.recipe import Recipe
-from edgezoo.errors import RecipeError
+from edgezoo.errors import DataError, RecipeError
 
 
 @dataclasses.dataclass
@@ -49,8 +49,9 @@ def check_inputs(model, recipe, data, calibration, teacher):
     if recipe.trains:
         require_graph_model(model, ", ".join(recipe.training_steps()))
     shape = tuple(model.input_shape[1:])
-    if data is not None:
-        check_calibration(data.x, shape)  # shape errors name the expected (N, ...) shape
+    if data is not None and tuple(np.shape(data.x)[1:]) != shape:
+        raise DataError(f"data has shape {np.shape(data.x)}; the model takes "
+                        f"(N, {', '.join(map(str, shape))})")
     if recipe.trains and (data is None or (not data.labelled and teacher is None)):
         raise RecipeError("the recipe fine-tunes the model but the data has no labels: add "
                           "--distill TEACHER (e.g. 'self', the float model) to train on a "
@@ -204,7 +205,8 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
                                            max_unique=max(recipe.cluster_counts().values()))
         report["steps"]["micro_compression"] = info
     report["tflite_bytes"] = len(data_bytes)
-    report["recipe"] = {**recipe.as_dict(), "steps": recipe.steps(), "rewrites": applied,
+    ran = [s for s in recipe.steps() if micro or s != "micro_compression"]
+    report["recipe"] = {**recipe.as_dict(), "steps": ran, "rewrites": applied,
                         "calibration_samples": 0 if calibration is None else len(calibration),
                         "signature": "static batch 1"}
     return CompressedModel(model, data_bytes, report, uncompressed)
