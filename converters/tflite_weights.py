@@ -8,7 +8,13 @@ import dataclasses
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgezoo.converters.tflite_model import TYPE_NAMES, _layer_of_op, _opcode_name, read_tflite
+from edgezoo.converters.tflite_model import (
+    TYPE_NAMES,
+    _layer_of_op,
+    _opcode_name,
+    _tensor_details,
+    read_tflite,
+)
 
 # Operator -> index of its weight input and the axis its output channels lie on.
 WEIGHT_INPUTS = {
@@ -50,8 +56,6 @@ def constant_weights(data):
     read_tflite(data)  # the file-identifier and structure checks, with their clear errors
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     subgraph = model.subgraphs[0]
-    from edgezoo.converters.tflite_model import _tensor_details
-
     details = [_tensor_details(subgraph, j) for j in range(len(subgraph.tensors or []))]
     found = []
     for op in subgraph.operators or []:

@@ -48,7 +48,7 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=Non
     """Verify, list ops, measure the arena, check the budget, compare runtimes (and the Keras
     model, if given) on ``data`` or seeded inputs. ``report["checks"]`` says what passed."""
     from edgezoo.edge.budget import check_budget
-    from edgezoo.edge.compare import compare_runtimes, top1
+    from edgezoo.edge.compare import compare_runtimes, lut_compressed, top1
     from edgezoo.edge.latency import litert_latency_ms
     from edgezoo.edge.latency_model import estimate_latency
     from edgezoo.edge.loader import load_tflite
@@ -69,23 +69,8 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=Non
               "op_types": model.op_types(), "target": profile.name, "inputs": source}
     checks = report["checks"] = {}
     float_outputs = keras.predict(x, batch_size=256, verbose=0) if keras is not None else None
-    lut = any(op.op == "CUSTOM:TFLM_DECODE" for op in model.operators)
-    if lut:
-        report["note"] = ("LUT-compressed (DECODE operators): LiteRT cannot run it, so TFLite Micro "
-                          "is checked alone; compare the uncompressed .tflite for the LSB checks")
-    if profile.micro and lut:
-        check_micro_ops(model)
-        runner = MicroRunner(tflite, model)
-        outputs = runner.run(x)
-        report["arena_bytes"] = runner.arena_bytes
-        report["arena_breakdown"] = runner.arena_breakdown
-        if float_outputs is not None:
-            report["agreement"] = float((top1(outputs) == top1(float_outputs)).mean())
-            if data is not None:
-                checks["int8_vs_float_top1"] = _check(report["agreement"], MIN_INT8_VS_FLOAT_TOP1)
-        if labels is not None:
-            report["accuracy"] = {"int8_micro": float((top1(outputs) == labels).mean())}
-    elif profile.micro:
+    lut = lut_compressed(model)
+    if profile.micro:
         check_micro_ops(model)
         runner = MicroRunner(tflite, model)
         runtimes, _ = compare_runtimes(tflite, model, x, labels=labels, float_outputs=float_outputs,
@@ -93,10 +78,14 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=Non
         report["arena_bytes"] = runner.arena_bytes
         report["arena_breakdown"] = runner.arena_breakdown
         report["runtimes"] = runtimes
-        checks["micro_vs_reference_lsb"] = _check(runtimes["micro_vs_reference_max_lsb"], 1, False)
-        if data is not None:  # top-1 of random inputs is a coin toss between near-equal logits
-            checks["default_vs_micro_top1"] = _check(runtimes["default_vs_micro_top1"],
-                                                     MIN_DEFAULT_VS_MICRO_TOP1)
+        if lut:
+            report["note"] = runtimes["litert"]
+        else:
+            checks["micro_vs_reference_lsb"] = _check(runtimes["micro_vs_reference_max_lsb"], 1,
+                                                      False)
+            if data is not None:  # top-1 of random inputs is a coin toss between near-equal logits
+                checks["default_vs_micro_top1"] = _check(runtimes["default_vs_micro_top1"],
+                                                         MIN_DEFAULT_VS_MICRO_TOP1)
         if float_outputs is not None:
             report["agreement"] = runtimes["micro_vs_float_top1"]
             if data is not None:
