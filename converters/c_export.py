@@ -20,17 +20,59 @@ def resolver_method(op):
     return "Add" + "".join(parts)
 
 
-def arena_constant(arena_bytes, margin=ARENA_MARGIN):
-    """Measured arena plus ``margin``, rounded up to the alignment."""
-    return int(math.ceil(arena_bytes * (1 + margin) / ALIGNMENT) * ALIGNMENT)
+def arena_constant(arena_bytes, margin=ARENA_MARGIN, minimum_bytes=None):
+    """The larger of the recorded arena and the bisected minimum, plus ``margin``, rounded
+    up to the alignment: so ``minimum <= constant < max(recorded, minimum) * (1 + margin) + 16``."""
+    base = max(arena_bytes or 0, minimum_bytes or 0)
+    return int(math.ceil(base * (1 + margin) / ALIGNMENT) * ALIGNMENT)
+
+
+def arena_lines(arena, minimum_bytes=None, margin=ARENA_MARGIN):
+    """The header's arena comment and ``EDGEZOO_TENSOR_ARENA_SIZE`` line(s).
+
+    ``arena``: an ``edgezoo.edge.arena.arena_summary`` dict, or the recorded arena
+    total in bytes (then ``minimum_bytes``, the bisected minimum, if known), or None.
+    """
+    if isinstance(arena, dict):
+        recorded, minimum = arena.get("recorded_bytes"), arena.get("minimum_bytes")
+        margin = arena.get("margin", margin)
+    else:
+        recorded, minimum = arena, minimum_bytes
+    if not recorded and not minimum:
+        return ["// TFLite Micro arena not measured: convert with a microcontroller --target to get it."]
+    constant = arena_constant(recorded, margin, minimum)
+    base = max(recorded or 0, minimum or 0)
+    total = f"recorded allocation total {recorded} B" if recorded else "allocation total not recorded"
+    if minimum:
+        lines = [f"// TFLite Micro arena (measured on a 64-bit host): minimum {minimum} B (the smallest",
+                 f"// multiple of {ALIGNMENT} B that prepares and invokes the model: {minimum - ALIGNMENT} B "
+                 f"fails); {total}.",
+                 f"// EDGEZOO_TENSOR_ARENA_SIZE = max(minimum, recorded) + {margin:.0%} margin, rounded "
+                 f"up to {ALIGNMENT} B:"]
+    else:
+        lines = [f"// TFLite Micro arena (measured on a 64-bit host): {total}; the minimum was not",
+                 "// bisected (Prepare's temporary buffers can need more than the recorded total).",
+                 f"// EDGEZOO_TENSOR_ARENA_SIZE = recorded + {margin:.0%} margin, rounded up to "
+                 f"{ALIGNMENT} B:"]
+    lines += [f"// {constant} B = {base} B + {constant - base} B. A 32-bit target's pointers are "
+              "smaller, so it needs",
+              "// a bit less (the host figure is an upper bound in practice).",
+              f"#define EDGEZOO_TENSOR_ARENA_SIZE {constant}"]
+    return lines
 
 
 def _float(value):
     return f"{float(value):.9g}f"
 
 
-def render_header(model, arena_bytes, symbol="g_model_data"):
-    """model_data.h for ``model`` (a parsed TFLiteModel); ``arena_bytes`` None: not measured."""
+def render_header(model, arena_bytes, symbol="g_model_data", *, minimum_bytes=None):
+    """model_data.h for ``model`` (a parsed TFLiteModel).
+
+    ``arena_bytes``: an ``edgezoo.edge.arena.arena_summary`` dict, or the recorded
+    arena total (bytes; None: not measured) with ``minimum_bytes`` the bisected
+    minimum if known. ``EDGEZOO_TENSOR_ARENA_SIZE`` is the larger of the two plus
+    ``ARENA_MARGIN``, so it is never below the minimum that was measured.
+    """
     guard = f"EDGEZOO_{symbol.upper()}_H_"
     ops = sorted({o.op for o in model.operators})
     custom = [op for op in ops if op.startswith("CUSTOM:")]
@@ -43,11 +85,7 @@ def render_header(model, arena_bytes, symbol="g_model_data"):
         f"extern const unsigned char {symbol}[];  // aligned to {ALIGNMENT} bytes",
         f"extern const size_t {symbol}_len;",
         "#ifdef __cplusplus", "}", "#endif", "",
-        *((f"// TFLite Micro arena: {arena_bytes} B measured on a 64-bit host, "
-           f"+{ARENA_MARGIN:.0%} margin.",
-           f"#define EDGEZOO_TENSOR_ARENA_SIZE {arena_constant(arena_bytes)}")
-          if arena_bytes else
-          ("// TFLite Micro arena not measured: convert with a microcontroller --target to get it.",)),
+        *arena_lines(arena_bytes, minimum_bytes),
         f"#define EDGEZOO_INPUT_TYPE \"{inp.dtype}\"",
         f"#define EDGEZOO_INPUT_SCALE {_float(inp.scale)}",
         f"#define EDGEZOO_INPUT_ZERO_POINT ({inp.zero_point})",

@@ -86,13 +86,31 @@ def _layer_of_op(tensors, indices):
 
     A model's final op writes the signature output (``StatefulPartitionedCall:0``),
     and quantized weights may be unnamed (``tfl.pseudo_qconst``): then the op is
-    named by its output tensor.
+    named by its output tensor (``_name_by_consumers`` names it better when it can).
     """
     names = [tensors[j].name for j in indices]
     for name in names:
         if "/" in name.split(";")[0]:
             return layer_of(name)
     return names[0] if names else ""
+
+
+def _name_by_consumers(operators, tensors):
+    """An op whose tensors carry no layer scope (the DEQUANTIZE of float16 weights writes
+    ``tfl.dequantize``) takes the layer of the op that reads its output."""
+    unscoped = {o.index for o in operators
+                if all("/" not in tensors[j].name.split(";")[0] for j in o.outputs + o.inputs[1:])}
+    readers = {}
+    for o in operators:
+        for j in o.inputs:
+            readers.setdefault(j, o)
+    named = []
+    for o in operators:
+        reader = next((readers[j] for j in o.outputs if j in readers), None)
+        if o.index in unscoped and reader is not None and reader.index not in unscoped:
+            o = dataclasses.replace(o, layer=reader.layer)
+        named.append(o)
+    return named
 
 
 def _opcode_name(opcode):
@@ -131,6 +149,7 @@ def read_tflite(data):
                 tuple(tensors[j].dtype for j in ins), tuple(tensors[j].dtype for j in outs),
                 _layer_of_op(tensors, outs + ins[1:]), ins, outs,
             ))
+        operators = _name_by_consumers(operators, tensors)
         inputs = tuple(tensors[j] for j in subgraph.inputs)
         outputs = tuple(tensors[j] for j in subgraph.outputs)
     except ModelFileError:

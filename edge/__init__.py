@@ -11,7 +11,6 @@ _EXPORTS = {
     "MicroRunner": "edgezoo.edge.runners.micro",
     "check_budget": "edgezoo.edge.budget",
     "check_micro_ops": "edgezoo.edge.runners.micro",
-    "compare_runtimes": "edgezoo.edge.compare",
     "estimate_latency": "edgezoo.edge.latency_model",
     "get_profile": "edgezoo.edge.profiles",
     "load_profiles": "edgezoo.edge.profiles",
@@ -20,6 +19,8 @@ _EXPORTS = {
     "model_work": "edgezoo.edge.macs",
     "run_many": "edgezoo.edge.runners.micro",
     "total_macs": "edgezoo.edge.macs",
+    "verify": "edgezoo.edge.verify",
+    "Thresholds": "edgezoo.edge.verify",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -32,28 +32,69 @@ def render_markdown(report):
                   f"(model + {f['reserve_bytes']:,} B runtime reserve)"),
                  ("RAM used / capacity", f"{r['used_bytes']:,} / {r['capacity_bytes']:,} B "
                   f"(arena + {r['margin_bytes']:,} B margin)")]
+    arena = report.get("arena") or {}
+    if arena:
+        rows.append(("arena: recorded total / smallest that runs (bisected)",
+                     f"{arena['recorded_bytes']:,} / {arena['minimum_bytes']:,} B"))
+    contract = report.get("input_contract")
+    if contract:
+        rows.append(("input range", f"[{contract['range'][0]:g}, {contract['range'][1]:g}] "
+                                    f"({contract['origin']})"))
     for key, value in (report.get("accuracy") or {}).items():
         rows.append((f"accuracy ({key})", _pct(value)))
-    if "agreement" in report:
-        rows.append(("top-1 agreement, TFLite Micro int8 vs float", _pct(report["agreement"])))
+    agreement = report.get("agreement")
+    if agreement:
+        verdict = "" if agreement["informative"] else " — **uninformative**: " + "; ".join(
+            agreement["reasons"])
+        rows.append((f"top-1 agreement with the float model ({agreement['runtime']}, "
+                     f"{agreement['inputs']})", _pct(agreement["value"]) + verdict))
     runtimes = report.get("runtimes") or {}
-    if runtimes:
-        rows += [("TFLite Micro vs LiteRT reference kernels, max |Δ|",
-                  f"{runtimes['micro_vs_reference_max_lsb']} LSB"),
-                 ("LiteRT default (XNNPACK) vs TFLite Micro, top-1", _pct(runtimes["default_vs_micro_top1"]))]
-    for key, value in (report.get("latency_ms") or {}).items():
-        rows.append((f"latency {key}", "—" if value is None else f"{value:.3f} ms"))
-    if "wall_time_s" in report:
-        rows.append(("wall time", f"{report['wall_time_s']:.1f} s"))
+    if "micro_vs_reference_max_lsb_end_to_end" in runtimes:
+        rows.append(("TFLite Micro vs LiteRT reference kernels, end to end (not gated)",
+                     f"{runtimes['micro_vs_reference_max_lsb_end_to_end']} LSB"))
+    if "default_vs_micro_top1" in runtimes:
+        rows.append(("LiteRT default (XNNPACK) vs TFLite Micro, top-1",
+                     _pct(runtimes["default_vs_micro_top1"])))
+    estimate = (report.get("latency_estimate") or {}).get("estimate_ms")
+    if estimate is not None:
+        rows.append((f"latency estimate on {target} (from MACs, not measured)", f"{estimate:.2f} ms"))
     lines += ["| what | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    lines += _check_lines(report)
+    data = report.get("data") or {}
+    if data.get("source"):
+        lines += ["", f"Data: {data['source']}. Agreement and accuracy are measured on the "
+                      f"{data.get('evaluated_on', 'test')} split only."]
     lines += _recipe_lines(report)
     ops = report.get("op_types") or {}
     if ops:
         lines += ["", "## Operators", "", "| op | tensor types |", "|---|---|"]
         lines += [f"| {op} | {', '.join(types)} |" for op, types in ops.items()]
-    if budget:
+    if arena.get("note"):
+        lines += ["", f"_{arena['note']}_"]
+    elif budget:
         lines += ["", f"_{budget['ram']['note']}._"]
     return "\n".join(lines) + "\n"
+
+
+def _check_lines(report):
+    """Every gate with its value and limit, the thresholds used, and the verdict."""
+    checks = report.get("checks") or {}
+    if not checks:
+        return []
+    lines = ["", "## Checks", "", "| check | value | limit | result |", "|---|---|---|---|"]
+    for name, c in checks.items():
+        value = f"{c['value']:.4f}" if isinstance(c["value"], float) else c["value"]
+        lines.append(f"| {name} | {value} | {c['limit']} | {'ok' if c['passed'] else '**FAILED**'} |")
+    lines += ["", "**PASS**" if report.get("passed") else
+              "**FAIL**: " + "; ".join(report.get("failures") or [])]
+    first = (report.get("per_op") or {}).get("first_failure")
+    if first:
+        lines += ["", f"First op over its tolerance: op {first.get('index')} `{first.get('op')}` "
+                      f"(layer `{first.get('layer')}`, tensor `{first.get('tensor')}`)."]
+    thresholds = report.get("thresholds")
+    if thresholds:
+        lines += ["", "Thresholds used: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items())]
+    return lines
 
 
 def _recipe_lines(report):

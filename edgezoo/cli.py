@@ -27,19 +27,18 @@ def _cmd_train(args):
     from pathlib import Path
 
     from edgezoo import files
-    from edgezoo.zoo import create_model
-    from edgezoo.zoo.data import load_dataset
-    from edgezoo.zoo.training import configure_cpu_devices, fit_classifier, get_strategy
-
-    import tensorflow as tf
+    from edgezoo.zoo import create_model, registry_contract
+    from edgezoo.zoo.data.contract import record_in_keras_file
+    from edgezoo.zoo.data.sources import load_for_model
+    from edgezoo.zoo.training import configure_cpu_devices, deterministic, fit_classifier, get_strategy
 
     if args.cpu_devices:
         configure_cpu_devices(args.cpu_devices)
-    tf.config.experimental.enable_op_determinism()  # the same seed trains the same model
+    deterministic(args.seed)  # the same seed trains the same model
     strategy = get_strategy(args.strategy)
     with strategy.scope():
         model = create_model(args.model, input_shape=args.input_shape)
-    data = load_dataset(args.data, model.input_shape[1:])
+    data = load_for_model(args.data, model.input_shape[1:], registry_contract(args.model))
     print(f"training {args.model} with the {args.strategy} strategy on "
           f"{strategy.num_replicas_in_sync} replica(s)")
     fit_classifier(model, data, epochs=args.epochs, seed=args.seed, learning_rate=args.lr,
@@ -48,6 +47,7 @@ def _cmd_train(args):
     out = Path(args.out) / f"{args.model}.keras"
     with files.atomic_path(out) as tmp:
         model.save(tmp)
+        record_in_keras_file(tmp, registry_contract(args.model))
     print(f"saved {out} (val accuracy {val['acc']:.4f})")
 
 
@@ -69,48 +69,82 @@ def recipe_from_args(args):
         raise RecipeError(str(exc)) from None
 
 
+def _thresholds(args):
+    from edgezoo.edge.verify import DEFAULT_THRESHOLDS
+
+    return DEFAULT_THRESHOLDS.replace(top1_agreement=args.min_agreement)
+
+
+def print_verdict(report):
+    """The checks as a table, then one PASS/FAIL line naming each failed check."""
+    checks = report.get("checks", {})
+    if checks:
+        print(f"{'check':28s} {'value':>12s}  {'limit':24s} result")
+    for name, check in checks.items():
+        value = check["value"]
+        value = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{name:28s} {value:>12s}  {str(check['limit'])[:24]:24s} "
+              f"{'ok' if check['passed'] else 'FAILED'}")
+    agreement = report.get("agreement")
+    if agreement and not agreement["informative"]:
+        print("agreement is UNINFORMATIVE: " + "; ".join(agreement["reasons"]))
+    if report.get("passed", True):
+        print("PASS")
+    else:
+        print("FAIL: " + " | ".join(report["failures"]))
+
+
 def _cmd_convert(args):
     from edgezoo.convert import convert_pipeline
 
+    from edgezoo.zoo.training import deterministic
+
     recipe = recipe_from_args(args)
+    deterministic(recipe.seed)  # the same seed and inputs give the same bytes and report
     report = convert_pipeline(args.model, args.out, quantize=recipe.quantize, target=recipe.target,
                               calib=args.calib, input_shape=args.input_shape, recipe=recipe,
-                              progress=True)
+                              progress=True, input_range=args.input_range,
+                              thresholds=_thresholds(args))
     fits = "" if report.get("fits") is None else f", fits {report['target']}: {report['fits']}"
     arena = f", arena {report['arena_bytes']:,} B" if report.get("arena_bytes") else ""
-    agreement = f", agreement {report['agreement']:.4f}" if "agreement" in report else ""
+    agreement = report.get("agreement")
+    agreement = (f", agreement {agreement['value']:.4f}"
+                 f"{'' if agreement['informative'] else ' (uninformative)'}" if agreement else "")
     print(f"wrote {args.out}/model.tflite ({report['tflite_bytes']:,} B{arena}{fits}{agreement})")
+    print_verdict(report)
+    return 0 if report["passed"] else 1
 
 
 def _cmd_test(args):
     from edgezoo.device_test import test_tflite
 
-    report = test_tflite(args.model, args.target, profiles=args.profiles, keras_model=args.keras,
-                         data=args.data)
+    report = test_tflite(args.model, args.target, profiles=args.profiles, float_model=args.float,
+                         data=args.data, input_range=args.input_range,
+                         thresholds=_thresholds(args))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for key in ("model", "target", "inputs", "tflite_bytes", "arena_bytes", "fits", "ops",
-                    "agreement", "accuracy", "latency_ms"):
+        for key in ("model", "target", "inputs", "tflite_bytes", "arena_bytes", "fits", "ops"):
             if key in report:
                 print(f"{key:14s} {report[key]}")
-        for name, check in report["checks"].items():
-            verdict = "ok" if check["passed"] else "FAILED"
-            print(f"check {name}: {check['value']} (limit {check['limit']}) {verdict}")
+        for key, value in (report.get("accuracy") or {}).items():
+            print(f"accuracy {key:20s} {value:.4f}")
+        print_verdict(report)
     return 0 if report["passed"] else 1
 
 
 def _cmd_demo(args):
     from edgezoo.demo import run_demo
 
-    report = run_demo(args.out, epochs=args.epochs)
-    acc, rt = report["accuracy"], report["runtimes"]
+    report, timings = run_demo(args.out, epochs=args.epochs)
+    acc = report["accuracy"]
     print(f"\n{report['model']} on {report['target']}: fits={report['fits']}  "
           f"tflite={report['tflite_bytes']:,} B  arena={report['arena_bytes']:,} B")
-    print(f"accuracy float {acc['float']:.4f}  int8 LiteRT {acc['int8_litert']:.4f}  "
-          f"int8 TFLite Micro {acc['int8_micro']:.4f}  agreement {report['agreement']:.4f}")
-    print(f"TFLite Micro vs LiteRT reference: max {rt['micro_vs_reference_max_lsb']} LSB; "
-          f"wall time {report['wall_time_s']:.0f} s; report in {args.out}/report.md")
+    print(f"accuracy float {acc['float']:.4f}  int8 TFLite Micro {acc['converted_tflite-micro']:.4f}"
+          f"  agreement {report['agreement']['value']:.4f} on the {report['agreement']['inputs']}")
+    print(f"wall time {timings['wall_time_s']:.0f} s; report in {args.out}/report.md")
+    print_verdict(report)
+    return 0 if report["passed"] else 1
 
 
 def _shape(text):
@@ -163,9 +197,15 @@ def build_parser():
     s.add_argument("--temperature", type=float, help="distillation temperature")
     s.add_argument("--quantize", choices=["int8", "int16x8", "float16", "dynamic", "none"])
     s.add_argument("--target", help="device profile, e.g. nrf52840")
-    s.add_argument("--calib", default="digits",
-                   help="data: 'digits', 'natural_patches' or a .npy/.npz; calibrates, fine-tunes "
-                        "and measures agreement")
+    s.add_argument("--calib",
+                   help="data: a data set (digits, natural_patches, natural_patch_grid) or a "
+                        ".npy/.npz; its train split calibrates and fine-tunes, its test split "
+                        "measures agreement. Required for int8/int16x8")
+    s.add_argument("--input-range", metavar="LOW,HIGH",
+                   help="the value range the model's inputs were trained in (e.g. 0,255); "
+                        "needed for a model file that records none")
+    s.add_argument("--min-agreement", type=float, metavar="A",
+                   help="top-1 agreement the converted model must reach (default 0.98)")
     s.add_argument("--finetune-epochs", type=int, metavar="N")
     s.add_argument("--seed", type=int)
     s.add_argument("--input-shape", type=_shape, help="H,W,C for a registry name")
@@ -176,8 +216,14 @@ def build_parser():
     s.add_argument("model", help=".tflite file")
     s.add_argument("--target", required=True)
     s.add_argument("--profiles", help="JSON file with more device profiles")
-    s.add_argument("--keras", help="the float .keras model, for int8-vs-float agreement")
-    s.add_argument("--data", help="'digits' or a .npy/.npz (x, y) file; default: random inputs")
+    s.add_argument("--float", "--keras", dest="float",
+                   help="the float model (.keras, .h5 or float .tflite), for agreement on --data")
+    s.add_argument("--data", help="a data set (its test split) or a .npy/.npz (x, y) file; "
+                                  "default: seeded random inputs (board checks only)")
+    s.add_argument("--input-range", metavar="LOW,HIGH",
+                   help="the value range the model's inputs were trained in, for a data set")
+    s.add_argument("--min-agreement", type=float, metavar="A",
+                   help="top-1 agreement with the float model it must reach (default 0.98)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=_cmd_test)
 

@@ -1,15 +1,20 @@
 """Convert-then-verify pipeline: Keras model -> TFLite, checked on the target's runtime.
 
 Everything that can be refused is refused before the long work starts
-(unknown target or model, a quantization the target cannot run, calibration
-data of the wrong shape); outputs are written atomically at the end.
+(unknown target or model, a quantization the target cannot run, missing or
+unusable calibration data, data the model's input contract cannot take, an
+unusable ``--out``); outputs are written at the end. Agreement is measured on
+the data's test split, which nothing calibrates, fine-tunes or chooses on.
 """
 import time
 from pathlib import Path
 
-import numpy as np
+from edgezoo.errors import DataError, ModelFileError, RecipeError
 
-from edgezoo.errors import DataError, ModelFileError
+CALIBRATION_HELP = (
+    "int8 quantization sets every tensor's range from representative data: a few hundred "
+    "inputs like the ones the model meets, in its own input range. Pass --calib with a data "
+    "set (digits, natural_patches, natural_patch_grid) or a .npy/.npz file of such inputs")
 
 
 def load_keras_model(source, input_shape=None, num_classes=None, seed=0):
@@ -32,156 +37,150 @@ def load_keras_model(source, input_shape=None, num_classes=None, seed=0):
     return zoo.create_model(str(source), num_classes=num_classes, input_shape=input_shape)
 
 
-def calibration_samples(calib, input_shape, limit=300):
-    """Representative float samples for ``input_shape``: a data set's train split or a .npy file."""
-    return load_data(calib, input_shape).train.x[:limit]
+def model_contract(source, input_range=None):
+    """The input contract: the user's --input-range, else what the file or registry records."""
+    from edgezoo.zoo import registry_contract
+    from edgezoo.zoo.data.contract import read_from_keras_file, user_contract
+
+    given = user_contract(input_range)
+    if given is not None:
+        return given
+    path = Path(str(source))
+    if path.suffix in (".keras", ".h5") or path.exists():
+        return read_from_keras_file(path)
+    return registry_contract(str(source))
 
 
-def load_data(name_or_file, input_shape):
-    """A data set by name (its train split fine-tunes, its test split measures agreement) or a
-    .npy (inputs) / .npz (``x`` and optional ``y``) file; returns a zoo ``Dataset``."""
-    from edgezoo.zoo.data import DATASETS, Dataset, Split, load_dataset
+def check_out_dir(out_dir):
+    """Refuse an --out that cannot take the outputs, before any work."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a folder (it is created if missing)")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    import os
 
-    input_shape = tuple(int(s) for s in input_shape)
-    if name_or_file in DATASETS:
-        return load_dataset(name_or_file, input_shape)
-    path = Path(str(name_or_file))
-    if not path.is_file():
-        raise DataError(f"data {name_or_file!r} is neither a data set ({', '.join(DATASETS)}) "
-                        "nor a .npy/.npz file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        x, y = (loaded["x"], loaded["y"] if "y" in loaded else None) if path.suffix == ".npz" \
-            else (loaded, None)
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"cannot read data file {path}: {exc}") from None
-    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != input_shape:
-        raise DataError(f"data {path} has shape {x.shape}; the model takes "
-                        f"(N, {', '.join(map(str, input_shape))})")
-    y = np.full(len(x), -1, np.int64) if y is None else np.asarray(y, np.int64)
-    split = Split(x.astype(np.float32), y)
-    return Dataset(path.stem, split, split, split, num_classes=int(y.max()) + 1 if y.max() >= 0 else 0)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: {parent} is not writable")
 
 
-def prepare_conversion(source, quantize="int8", target=None, calib="digits", input_shape=None,
-                       recipe=None, seed=0):
-    """Every check that needs no conversion, in order; returns what convert_model needs."""
+def prepare_conversion(source, quantize="int8", target=None, calib=None, input_shape=None,
+                       recipe=None, seed=0, input_range=None):
+    """Every check that needs no conversion, in order: (model, profile, data set or None, contract)."""
     from edgezoo.converters.quantize import check_quantization
     from edgezoo.edge.profiles import get_profile
+    from edgezoo.zoo.data.sources import load_for_model
 
     profile = get_profile(target) if target else None
     check_quantization(quantize, micro=bool(profile and profile.micro))
     if recipe is not None:
         recipe.check_target(bool(profile and profile.micro))
+    if quantize in ("int8", "int16x8") and calib is None:
+        raise RecipeError(f"--quantize {quantize} needs calibration data. {CALIBRATION_HELP}")
     model = load_keras_model(source, input_shape=input_shape, seed=seed)
-    samples = None
-    if quantize in ("int8", "int16x8") and calib is not None:
-        samples = calibration_samples(calib, model.input_shape[1:])
-    return model, profile, samples
-
-
-def verify_on_target(tflite, report, profile):
-    """Op check and arena in TFLite Micro for a microcontroller, then the board's budget."""
-    from edgezoo.converters.tflite_model import read_tflite
-    from edgezoo.edge.budget import check_budget
-    from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
-
-    parsed = read_tflite(tflite)
-    report.update({"ops": parsed.op_names, "op_types": parsed.op_types()})
-    micro = bool(profile and profile.micro)
-    if micro:
-        check_micro_ops(parsed)  # names any op (GELU, ...) or type TFLite Micro lacks, by layer
-        runner = MicroRunner(tflite, parsed)
-        report["arena_bytes"] = runner.measure_arena()
-        report["arena_breakdown"] = runner.arena_breakdown
-    if profile is not None:
-        # TFLite Micro plans DECODE outputs in its arena: the measured arena already holds the
-        # decompressed weights, so they are reported, not added a second time.
-        decoded = (report.get("steps", {}).get("micro_compression") or {}).get("decompression_bytes")
-        budget = check_budget(profile, len(tflite), report.get("arena_bytes"),
-                              0 if micro else decoded or 0)
-        if decoded:
-            budget["ram"]["decompression_in_arena_bytes"] = decoded
-        report.update({"target": profile.name, "fits": budget["fits"], "budget": budget})
-    return parsed
+    contract = model_contract(source, input_range)
+    data = None if calib is None else load_for_model(calib, model.input_shape[1:], contract)
+    if data is not None and quantize in ("int8", "int16x8") and not len(data.train):
+        raise DataError(f"{calib} has no calibration samples")
+    return model, profile, data, contract
 
 
 def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, teacher=None,
                   progress=False):
-    """Compress and convert ``model`` (micro rewrites first for a TFLite Micro target), then check
-    it on the target. Returns (tflite bytes, parsed model, report dict)."""
+    """Compress and convert ``model`` (micro rewrites first for a TFLite Micro target).
+    Returns (CompressedModel, parsed model); nothing is run on a device here."""
     from edgezoo.converters.compress import compress
     from edgezoo.converters.recipe import Recipe
+    from edgezoo.converters.tflite_model import read_tflite
 
     micro = bool(profile and profile.micro)
     recipe = (recipe or Recipe()).replace(quantize=quantize,
                                           target=profile.name if profile else None)
     compressed = compress(model, recipe, data, calibration=samples, teacher=teacher, micro=micro,
                           progress=progress)
+    parsed = read_tflite(compressed.tflite)
+    compressed.report.update({"ops": parsed.op_names, "op_types": parsed.op_types()})
+    return compressed, parsed
+
+
+def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, labels=None,
+                      thresholds=None, inputs="", real_data=True):
+    """The verification path on held-out samples ``x`` for a freshly converted model (the
+    uncompressed bytes feed the per-op gate of a LUT-compressed one); merged into the report."""
+    from edgezoo.edge.verify import verify
+
     report = compressed.report
-    parsed = verify_on_target(compressed.tflite, report, profile)
-    return compressed.tflite, parsed, report
+    decoded = (report.get("steps", {}).get("micro_compression") or {}).get("decompression_bytes")
+    result = verify(compressed.tflite, parsed, profile, x, float_outputs=float_outputs,
+                    labels=labels, thresholds=thresholds, inputs=inputs, real_data=real_data,
+                    lsb_model=compressed.uncompressed_tflite if decoded is not None else None,
+                    decompression_bytes=decoded or 0)
+    if decoded:  # TFLite Micro plans DECODE outputs in its arena: reported, not added again
+        result["budget"]["ram"]["decompression_in_arena_bytes"] = decoded
+    report.update(result)
+    return result
 
 
-def measure_agreement(tflite, parsed, float_model, split, profile, report):
-    """Top-1 agreement (and accuracy, with labels) of the converted model with the float one on a
-    held-out split, in the target's runtime; the quantization debugger's summary when poor."""
-    from edgezoo.edge.compare import top1
-    from edgezoo.edge.runners.litert import LiteRTRunner
-    from edgezoo.edge.runners.micro import MicroRunner
-
-    runner = (MicroRunner(tflite, parsed) if profile is not None and profile.micro
-              else LiteRTRunner(tflite, parsed, "default"))
-    ours = runner.run(split.x)
-    theirs = float_model.predict(split.x, batch_size=256, verbose=0)
-    report["agreement"] = float((top1(ours) == top1(theirs)).mean())
-    report["agreement_runtime"] = runner.name
-    report["agreement_samples"] = int(len(split.x))
-    if np.all(split.y >= 0):
-        report["accuracy"] = {"float": float((top1(theirs) == split.y).mean()),
-                              f"converted_{runner.name}": float((top1(ours) == split.y).mean())}
-    return report["agreement"]
-
-
-POOR_AGREEMENT = 0.98  # below it the report carries the quantization debugger's per-layer errors
-
-
-def convert_pipeline(source, out_dir, quantize="int8", target=None, calib="digits",
-                     input_shape=None, seed=0, recipe=None, teacher=None, progress=False):
+def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, input_shape=None,
+                     seed=0, recipe=None, teacher=None, progress=False, input_range=None,
+                     thresholds=None):
     """``edgezoo convert``: prepare, compress, convert, verify on the target, write outputs.
 
-    ``calib`` names the data: a data set's train split calibrates and fine-tunes,
-    its held-out split measures agreement with the float model.
+    ``calib`` names the data: its train split calibrates and fine-tunes, its test split
+    measures agreement with the float model (never calibrated or chosen on).
+    Returns the report (``report["passed"]`` says whether every check held).
     """
     from edgezoo.converters.recipe import Recipe
     from edgezoo.provenance import provenance
 
     start = time.perf_counter()
+    check_out_dir(out_dir)
     recipe = (recipe or Recipe(seed=seed)).replace(quantize=quantize, target=target)
-    model, profile, _ = prepare_conversion(source, quantize, target, None, input_shape, recipe,
-                                           seed=recipe.seed)
-    dataset = load_data(calib, model.input_shape[1:])  # its train split calibrates
+    model, profile, dataset, contract = prepare_conversion(
+        source, quantize, target, calib, input_shape, recipe, seed=recipe.seed,
+        input_range=input_range)
     if recipe.distill and teacher is None and recipe.distill != "self":
         teacher = load_keras_model(recipe.distill)
-    data, parsed, report = convert_model(model, quantize, profile, None, recipe=recipe,
-                                         data=dataset, teacher=teacher, progress=progress)
-    held_out = dataset.test if dataset.test is not dataset.train else None
-    if held_out is not None and len(held_out):
-        agreement = measure_agreement(data, parsed, model, held_out, profile, report)
-        if agreement < POOR_AGREEMENT and quantize == "int8":
+    compressed, parsed = convert_model(model, quantize, profile, None, recipe=recipe,
+                                       data=dataset, teacher=teacher, progress=progress)
+    report = compressed.report
+    report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
+    report["input_contract"] = None if contract is None else contract.as_dict()
+    if dataset is not None:
+        report["data"] = {"name": dataset.name, "source": dataset.source,
+                          "calibration_samples": report["recipe"]["calibration_samples"],
+                          "train": len(dataset.train), "val": len(dataset.val),
+                          "test": len(dataset.test), "evaluated_on": "test"}
+    if dataset is not None and len(dataset.test):
+        test = dataset.test
+        verify_conversion(compressed, parsed, profile, test.x,
+                          float_outputs=model.predict(test.x, batch_size=256, verbose=0),
+                          labels=test.y, thresholds=thresholds,
+                          inputs=f"{dataset.name} test split ({len(test)} samples)")
+        agreement = report["agreement"]["value"]
+        if agreement < report["thresholds"]["top1_agreement"] and quantize == "int8":
             from edgezoo.converters.debugger import quantization_error_summary
 
             report["quantization_debugger"] = quantization_error_summary(
                 model, dataset.train.x, micro=bool(profile and profile.micro))
-    report["provenance"] = provenance(recipe.seed, {**report.pop("recipe"), "calibration": str(calib)})
-    report["wall_time_s"] = time.perf_counter() - start
-    write_outputs(out_dir, data, report, parsed)
+    else:  # no held-out data: the board checks alone, on seeded random inputs
+        from edgezoo.edge.verify import random_inputs
+
+        verify_conversion(compressed, parsed, profile,
+                          random_inputs(parsed.inputs[0], 32, recipe.seed), thresholds=thresholds,
+                          inputs="32 seeded random inputs", real_data=False)
+    report["provenance"] = provenance(recipe.seed, {**report.pop("recipe"),
+                                                    "calibration": None if calib is None else str(calib)})
+    timings = {"wall_time_s": round(time.perf_counter() - start, 3)}
+    write_outputs(out_dir, compressed.tflite, report, parsed, timings)
     return report
 
 
-def write_outputs(out_dir, data, report, parsed=None):
-    """model.tflite, model_data.h/.cc (the C array for firmware) when the model is parsed, and
-    report.json, report.md; each written atomically."""
+def write_outputs(out_dir, data, report, parsed=None, timings=None):
+    """model.tflite, model_data.h/.cc (the C array for firmware) when the model is parsed,
+    report.json and report.md (identical for identical inputs and seed), timings.json
+    (wall times, which are not); each written atomically."""
+    import json
+
     from edgezoo import files
     from edgezoo.converters.c_export import render_header, render_source
     from edgezoo.edge.report import write_reports
@@ -189,6 +188,9 @@ def write_outputs(out_dir, data, report, parsed=None):
     out_dir = Path(out_dir)
     files.write_bytes(out_dir / "model.tflite", data)
     if parsed is not None:
-        files.write_text(out_dir / "model_data.h", render_header(parsed, report.get("arena_bytes")))
+        files.write_text(out_dir / "model_data.h",
+                         render_header(parsed, report.get("arena") or report.get("arena_bytes")))
         files.write_text(out_dir / "model_data.cc", render_source(data))
     write_reports(out_dir, report)
+    if timings is not None:
+        files.write_text(out_dir / "timings.json", json.dumps(timings, indent=2) + "\n")

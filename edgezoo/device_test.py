@@ -1,117 +1,92 @@
-"""``edgezoo test``: a .tflite checked for a board, beside its Keras model when one is given."""
+"""``edgezoo test``: a .tflite checked for a board through the verification path, beside its float
+model (a .keras/.h5 file or a float .tflite) when one is given."""
+from pathlib import Path
+
 import numpy as np
 
-MIN_DEFAULT_VS_MICRO_TOP1 = 0.99
-MIN_INT8_VS_FLOAT_TOP1 = 0.98
+from edgezoo.errors import DataError
 
 
-def _inputs(model, data, samples, seed):
-    """Float samples (and labels) for ``model``: a data set's test split, a .npy/.npz file, or
-    seeded random values that the input quantization represents exactly."""
-    from pathlib import Path
+class FloatReference:
+    """The float model int8 outputs are judged against: Keras, or a float .tflite in LiteRT."""
 
-    from edgezoo.errors import DataError
-    from edgezoo.zoo.data import DATASETS, load_dataset
+    def __init__(self, path):
+        self.path = Path(str(path))
+        if self.path.suffix == ".tflite":
+            from edgezoo.edge.loader import load_tflite
+            from edgezoo.edge.runners.litert import LiteRTRunner
 
-    details = model.inputs[0]
-    shape = tuple(details.shape[1:])
-    if data in DATASETS:
-        split = load_dataset(data, shape).test
-        return split.x, split.y, f"{data} test split ({len(split)} samples)"
-    if data is not None:
-        path = Path(data)
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"cannot read test data {data!r}: use a data set name "
-                            f"({', '.join(DATASETS)}) or a .npy/.npz file ({exc})") from None
-        x, y = (loaded["x"], loaded["y"] if "y" in loaded else None) if path.suffix == ".npz" else (loaded, None)
-        if tuple(x.shape[1:]) != shape:
-            raise DataError(f"test data {path} has shape {x.shape}; the model takes (N, {', '.join(map(str, shape))})")
-        return x.astype(np.float32), y, f"{path.name} ({len(x)} samples)"
-    rng = np.random.default_rng(seed)
-    if details.dtype in ("INT8", "INT16", "UINT8"):
-        info = np.iinfo(np.dtype(details.dtype.lower()))
-        q = rng.integers(info.min, info.max + 1, (samples, *shape))
-        x = ((q - details.zero_point) * details.scale).astype(np.float32)
-    else:
-        x = rng.standard_normal((samples, *shape)).astype(np.float32)
-    return x, None, f"{samples} seeded random inputs"
+            data, parsed = load_tflite(self.path)
+            if parsed.inputs[0].dtype != "FLOAT32":
+                raise DataError(f"{self.path.name} takes {parsed.inputs[0].dtype} inputs: the "
+                                "reference must be the float model")
+            self.input_shape = tuple(parsed.inputs[0].shape[1:])
+            self._runner = LiteRTRunner(data, parsed, "reference")
+            self.contract = None
+        else:
+            from edgezoo.convert import load_keras_model, model_contract
 
+            self._keras = load_keras_model(self.path)
+            self.input_shape = tuple(self._keras.input_shape[1:])
+            self._runner = None
+            self.contract = model_contract(self.path)
 
-def _check(value, limit, at_least=True):
-    return {"value": value, "limit": limit,
-            "passed": bool(value >= limit if at_least else value <= limit)}
+    def predict(self, x):
+        if self._runner is not None:
+            return self._runner.run_float(np.asarray(x, np.float32))
+        return self._keras.predict(x, batch_size=256, verbose=0)
+
+    def latency_ms(self, x):
+        from edgezoo.edge.latency import keras_latency_ms, litert_latency_ms
+
+        if self._runner is not None:
+            return litert_latency_ms(self._runner, x[:1])
+        return keras_latency_ms(self._keras, x[:1])
 
 
-def test_tflite(path, target, samples=32, seed=0, profiles=None, keras_model=None, data=None):
-    """Verify, list ops, measure the arena, check the budget, compare runtimes (and the Keras
-    model, if given) on ``data`` or seeded inputs. ``report["checks"]`` says what passed."""
-    from edgezoo.edge.budget import check_budget
-    from edgezoo.edge.compare import compare_runtimes, lut_compressed, top1
+def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=None, data=None,
+                input_range=None, thresholds=None):
+    """Load safely, then every gate of the verification path on ``data`` (a data set's test split,
+    or all of a .npy/.npz file) or seeded random inputs. ``report["checks"]`` says what passed;
+    measured wall-clock latencies are under ``report["timings"]``."""
     from edgezoo.edge.latency import litert_latency_ms
-    from edgezoo.edge.latency_model import estimate_latency
     from edgezoo.edge.loader import load_tflite
-    from edgezoo.edge.macs import total_macs
-    from edgezoo.edge.profiles import ProfileError, get_profile
+    from edgezoo.edge.profiles import get_profile
     from edgezoo.edge.runners.litert import LiteRTRunner
-    from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
+    from edgezoo.edge.verify import lut_compressed, random_inputs, verify
+    from edgezoo.zoo.data import DATASETS
+    from edgezoo.zoo.data.contract import user_contract
+    from edgezoo.zoo.data.sources import load_for_model
 
     profile = get_profile(target, extra=profiles)
     tflite, model = load_tflite(path)
-    keras = None
-    if keras_model is not None:
-        from edgezoo.convert import load_keras_model
-
-        keras = load_keras_model(keras_model)
-    x, labels, source = _inputs(model, data, samples, seed)
-    report = {"model": str(path), "tflite_bytes": len(tflite), "ops": model.op_names,
-              "op_types": model.op_types(), "target": profile.name, "inputs": source}
-    checks = report["checks"] = {}
-    float_outputs = keras.predict(x, batch_size=256, verbose=0) if keras is not None else None
-    lut = lut_compressed(model)
-    if profile.micro:
-        check_micro_ops(model)
-        runner = MicroRunner(tflite, model)
-        runtimes, _ = compare_runtimes(tflite, model, x, labels=labels, float_outputs=float_outputs,
-                                       micro_runner=runner)
-        report["arena_bytes"] = runner.arena_bytes
-        report["arena_breakdown"] = runner.arena_breakdown
-        report["runtimes"] = runtimes
-        if lut:
-            report["note"] = runtimes["litert"]
-        else:
-            checks["micro_vs_reference_lsb"] = _check(runtimes["micro_vs_reference_max_lsb"], 1,
-                                                      False)
-            if data is not None:  # top-1 of random inputs is a coin toss between near-equal logits
-                checks["default_vs_micro_top1"] = _check(runtimes["default_vs_micro_top1"],
-                                                         MIN_DEFAULT_VS_MICRO_TOP1)
-        if float_outputs is not None:
-            report["agreement"] = runtimes["micro_vs_float_top1"]
-            if data is not None:
-                checks["int8_vs_float_top1"] = _check(report["agreement"], MIN_INT8_VS_FLOAT_TOP1)
-        if "accuracy" in runtimes:
-            report["accuracy"] = runtimes.pop("accuracy")
-    elif float_outputs is not None and not lut:
-        outputs = LiteRTRunner(tflite, model, "default").run_float(x)
-        report["agreement"] = float((top1(outputs) == top1(float_outputs)).mean())
-    budget = check_budget(profile, len(tflite), report.get("arena_bytes"))
-    report.update({"fits": budget["fits"], "budget": budget})
-    checks["fits"] = {"value": budget["fits"], "limit": True, "passed": budget["fits"]}
-    key = "litert_int8" if model.inputs[0].dtype == "INT8" else "litert"
-    report["latency_ms"] = ({} if lut else
-                            {key: litert_latency_ms(LiteRTRunner(tflite, model, "default"), x[:1])})
-    if keras is not None:
-        from edgezoo.edge.latency import keras_latency_ms
-
-        report["latency_ms"]["keras"] = keras_latency_ms(keras, x[:1])
-    report["macs"] = total_macs(model)
-    try:  # on the board, from MACs and per-core costs: labelled an estimate, beside the measurement
-        estimate = estimate_latency(model, profile, tflite)
-    except ProfileError as exc:  # a custom profile whose core has no constants
-        report["latency_estimate"] = {"error": str(exc)}
+    shape = tuple(model.inputs[0].shape[1:])
+    if float_model is not None and data is None:
+        raise DataError("comparing with the float model needs data it meets: pass --data (a data "
+                        f"set: {', '.join(DATASETS)}, or a .npy/.npz file of inputs)")
+    reference = FloatReference(float_model) if float_model is not None else None
+    if reference is not None and reference.input_shape != shape:
+        raise DataError(f"the float model takes inputs of shape {reference.input_shape}, the "
+                        f".tflite {shape}: they are not the same model")
+    contract = user_contract(input_range) or (reference.contract if reference else None)
+    report = {"model": Path(str(path)).name, "tflite_bytes": len(tflite), "ops": model.op_names,
+              "op_types": model.op_types(),
+              "input_contract": None if contract is None else contract.as_dict()}
+    if data is not None:
+        dataset = load_for_model(data, shape, contract, split=False)
+        x, labels = dataset.test.x, dataset.test.y
+        inputs = (f"{data} test split ({len(x)} samples)" if data in DATASETS
+                  else f"{Path(str(data)).name} ({len(x)} samples)")
+        report["data"] = {"name": dataset.name, "source": dataset.source, "evaluated_on": "test"}
     else:
-        report["latency_ms"]["estimate"] = estimate.ms
-        report["latency_estimate"] = estimate.as_dict()
-    report["passed"] = all(c["passed"] for c in checks.values())
+        x, labels, inputs = random_inputs(model.inputs[0], samples, seed), None, \
+            f"{samples} seeded random inputs"
+    float_outputs = reference.predict(x) if reference is not None else None
+    report.update(verify(tflite, model, profile, x, float_outputs=float_outputs, labels=labels,
+                         thresholds=thresholds, inputs=inputs, real_data=data is not None))
+    timings = report["timings"] = {}
+    if not lut_compressed(model) and "default" not in report.get("runtimes", {}):
+        timings["litert_ms"] = litert_latency_ms(LiteRTRunner(tflite, model, "default"), x[:1])
+    if reference is not None:
+        timings["float_ms"] = reference.latency_ms(np.asarray(x, np.float32))
     return report

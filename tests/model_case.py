@@ -1,6 +1,6 @@
 """Shared checks every model family runs: build, forward, config and .keras round trips,
-float TFLite agreement, int8 conversion for a microcontroller, and the three-way runtime
-comparison (TFLite Micro vs LiteRT reference kernels vs default LiteRT)."""
+float TFLite agreement, int8 conversion for a microcontroller, and edgezoo's one verification
+path (TFLite Micro vs LiteRT reference kernels op by op, default LiteRT, arena, budget)."""
 import dataclasses
 
 import numpy as np
@@ -8,12 +8,10 @@ import tf_keras as keras
 
 from edgezoo.convert import convert_model
 from edgezoo.converters.quantize import convert
-from edgezoo.edge.compare import compare_runtimes, top1
 from edgezoo.edge.profiles import get_profile
+from edgezoo.edge.verify import top1, verify
 
 FLOAT_TFLITE_RTOL = 1e-5  # float TFLite vs Keras, relative to the largest output magnitude
-MICRO_VS_REFERENCE_LSB = 1  # TFLite Micro vs LiteRT BUILTIN_REF, every element
-DEFAULT_VS_MICRO_TOP1 = 0.99  # XNNPACK rounds differently: compare top-1 only
 
 
 @dataclasses.dataclass
@@ -62,10 +60,12 @@ def run_model_checks(model, tmp_path, x=None, target="nrf52840", calibration=Non
     """Every shared check on ``model``; returns the measurements for the caller to assert."""
     x = samples_for(model) if x is None else x
     out = model.predict(x, verbose=0)
-    report_model = model
-    tflite, parsed, report = convert_model(report_model, "int8", get_profile(target),
-                                           x if calibration is None else calibration)
-    runtimes, _ = compare_runtimes(tflite, parsed, x, float_outputs=out)
+    profile = get_profile(target)
+    compressed, parsed = convert_model(model, "int8", profile,
+                                       x if calibration is None else calibration)
+    report = compressed.report
+    runtimes = verify(compressed.tflite, parsed, profile, x)  # no float outputs: board gates
+    report.update({"fits": runtimes["fits"], "arena_bytes": runtimes["arena_bytes"]})
     return ModelCheck(
         output_shape=out.shape,
         config_max_diff=config_round_trip(model, x),
@@ -83,9 +83,9 @@ def assert_model_checks(check, expected_output_shape):
     assert check.keras_file_max_diff == 0.0
     assert check.float_tflite_rel_diff <= FLOAT_TFLITE_RTOL
     assert "GELU" not in check.report["ops"]
-    assert check.runtimes["micro_vs_reference_max_lsb"] <= MICRO_VS_REFERENCE_LSB
-    assert check.runtimes["default_vs_micro_top1"] >= DEFAULT_VS_MICRO_TOP1
-    assert check.report["fits"] is True
+    checks = check.runtimes["checks"]
+    assert checks["micro_vs_reference_per_op"]["passed"], checks["micro_vs_reference_per_op"]
+    assert check.report["fits"] is True and check.runtimes["passed"], check.runtimes["failures"]
 
 
 __all__ = ["ModelCheck", "assert_model_checks", "run_model_checks", "samples_for", "top1"]

@@ -53,3 +53,32 @@ def test_header_registers_exactly_the_models_ops(mlperf_dir):
                           "AddFullyConnected", "AddReshape", "AddSoftmax"]
     assert "#define EDGEZOO_NUM_OPS 6" in header
     assert "#define EDGEZOO_INPUT_ZERO_POINT (83)" in header
+
+
+def test_arena_constant_takes_the_larger_of_recorded_and_minimum():
+    assert arena_constant(18128, minimum_bytes=25168) == 27696  # 25168 * 1.1 = 27684.8 -> 27696
+    assert arena_constant(24272, minimum_bytes=24272) == arena_constant(24272)
+    assert arena_constant(30000, minimum_bytes=20000) == arena_constant(30000)
+    assert arena_constant(None, minimum_bytes=25168) == 27696
+
+
+def test_header_arena_from_summary_or_minimum_is_never_below_the_minimum(mlperf_dir):
+    _, model = load_tflite(mlperf_dir / "kws_ref_model.tflite")
+    summary = {"recorded_bytes": 18128, "minimum_bytes": 25168, "arena_bytes": 25168,
+               "header_constant": 27696, "margin": 0.10}
+    header = render_header(model, summary)
+    assert "#define EDGEZOO_TENSOR_ARENA_SIZE 27696" in header
+    assert "minimum 25168 B" in header and "25152 B fails" in header
+    assert "recorded allocation total 18128 B" in header
+    assert "27696 B = 25168 B + 2528 B" in header  # the margin, stated
+    assert "64-bit host" in header and "32-bit" in header
+    assert render_header(model, 18128, minimum_bytes=25168) == header
+
+
+def test_header_with_recorded_bytes_only_keeps_its_constant(mlperf_dir):
+    _, model = load_tflite(mlperf_dir / "kws_ref_model.tflite")
+    header = render_header(model, 24272)
+    assert "#define EDGEZOO_TENSOR_ARENA_SIZE 26704" in header  # 24272 * 1.1 -> 26704
+    assert "the minimum was not" in header and "recorded allocation total 24272 B" in header
+    assert "EDGEZOO_TENSOR_ARENA_SIZE" not in render_header(model, None)
+    assert "arena not measured" in render_header(model, None)

@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from edgezoo.convert import verify_on_target
+from edgezoo.converters import Recipe, compress
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.runners.micro import MicroRunner
-from edgezoo.converters import Recipe, compress
-from edgezoo.edge.compare import compare_runtimes, top1
 from edgezoo.edge.profiles import get_profile
+from edgezoo.edge.verify import top1, verify
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,10 @@ def test_prune_cluster_qat_lut_in_one_recipe(trained, digits8):
                     learning_rate=3e-4, target="nrf52840")
     before = [w.copy() for w in trained.get_weights()]
     result = compress(trained, recipe, digits8, micro=True)
-    data, report = result.tflite, result.report
-    parsed = verify_on_target(data, report, get_profile("nrf52840"))
+    data, report, parsed = result.tflite, result.report, result.parsed
+    float_out = trained.predict(digits8.test.x, verbose=0)
+    checked = verify(data, parsed, get_profile("nrf52840"), digits8.test.x, float_outputs=float_out,
+                     labels=digits8.test.y, lsb_model=result.uncompressed_tflite)
     assert all(np.array_equal(a, b) for a, b in zip(before, trained.get_weights()))  # input kept
     assert report["recipe"]["steps"] == ["prune", "cluster", "qat", "quantize:int8",
                                          "micro_compression"]
@@ -52,16 +53,17 @@ def test_prune_cluster_qat_lut_in_one_recipe(trained, digits8):
     assert all(k <= 8 for layer, k in unique.items() if layer != first_conv), unique
     assert report["tflite_bytes"] < report["uncompressed_tflite_bytes"]
     assert "TFLM_DECODE" in parsed.op_names or "DECODE" in " ".join(parsed.op_names)
-    assert report["fits"] is True
+    assert checked["fits"] is True
 
-    # LiteRT has no DECODE op: it runs the int8 model before LUT compression, which is lossless
+    # LiteRT has no DECODE op: the per-op gate runs on the int8 model before LUT compression,
+    # which is lossless: TFLite Micro gives the same outputs on both
     plain = result.uncompressed_tflite
-    runtimes, outputs = compare_runtimes(plain, read_tflite(plain), digits8.test.x,
-                                         labels=digits8.test.y)
-    assert runtimes["micro_vs_reference_max_lsb"] <= 1
-    assert np.array_equal(MicroRunner(data, parsed).run(digits8.test.x), outputs["micro"])
-    float_acc = float((top1(trained.predict(digits8.test.x, verbose=0)) == digits8.test.y).mean())
-    assert runtimes["accuracy"]["int8_micro"] >= float_acc - 0.05, (runtimes["accuracy"], float_acc)
+    assert checked["checks"]["micro_vs_reference_per_op"]["passed"]
+    assert checked["per_op"]["model"].startswith("the same model before LUT compression")
+    assert np.array_equal(MicroRunner(data, parsed).run(digits8.test.x),
+                          MicroRunner(plain, read_tflite(plain)).run(digits8.test.x))
+    float_acc = float((top1(float_out) == digits8.test.y).mean())
+    assert checked["accuracy"]["converted_tflite-micro"] >= float_acc - 0.05, checked["accuracy"]
 
 
 def test_distillation_recovers_a_clustered_model_without_labels(trained, digits8):
@@ -87,8 +89,10 @@ def test_on_device_test_of_a_lut_compressed_model(trained, digits8, tmp_path):
     path.write_bytes(result.tflite)
     np.savez(tmp_path / "data.npz", x=digits8.test.x, y=digits8.test.y)
     trained.save(tmp_path / "float.keras")
-    report = test_tflite(path, "nrf52840", keras_model=tmp_path / "float.keras",
-                         data=tmp_path / "data.npz")
-    assert "which LiteRT has no kernel" in report["note"]
-    assert report["passed"] is True and report["checks"]["int8_vs_float_top1"]["value"] >= 0.98
-    assert report["accuracy"]["int8_micro"] >= 0.9 and report["arena_bytes"] > 0
+    report = test_tflite(path, "nrf52840", float_model=tmp_path / "float.keras",
+                         data=tmp_path / "data.npz", input_range="0,1")
+    assert "which LiteRT has no kernel" in report["runtimes"]["per_op"]
+    assert "micro_vs_reference_per_op" not in report["checks"]
+    assert report["passed"] is True, report["failures"]
+    assert report["checks"]["agreement_top1"]["value"] >= 0.98
+    assert report["accuracy"]["converted_tflite-micro"] >= 0.9 and report["arena_bytes"] > 0

@@ -11,7 +11,6 @@ from edgezoo.zoo.layers import CrossAttention, FourierPositionEncoding, MultiHea
 from edgezoo.zoo.perceiver import perceiver, perceiver_io
 from model_case import (
     FLOAT_TFLITE_RTOL,
-    MICRO_VS_REFERENCE_LSB,
     assert_model_checks,
     config_round_trip,
     float_tflite_rel_diff,
@@ -313,8 +312,9 @@ def test_dense_head_float_tflite_and_micro_vs_reference(tmp_path):
     and the dequantized int8 map close to float (top-1 over a flat map would mean nothing)."""
     from edgezoo.convert import convert_model
     from edgezoo.converters.tflite_model import dequantize_output
-    from edgezoo.edge.compare import compare_runtimes
     from edgezoo.edge.profiles import get_profile
+    from edgezoo.edge.runners.micro import MicroRunner
+    from edgezoo.edge.verify import verify
 
     keras.utils.set_random_seed(0)
     model = create_model("perceiver_io_micro", decoder="dense", num_classes=3)
@@ -322,12 +322,13 @@ def test_dense_head_float_tflite_and_micro_vs_reference(tmp_path):
     assert config_round_trip(model, x) == 0.0
     assert keras_file_round_trip(model, x, tmp_path) == 0.0
     assert float_tflite_rel_diff(model, x) <= FLOAT_TFLITE_RTOL
-    data, parsed, report = convert_model(model, "int8", get_profile("nrf52840"), x)
-    assert "GELU" not in report["ops"] and "FULLY_CONNECTED" not in report["ops"]
-    assert report["fits"] is True
-    runtimes, outputs = compare_runtimes(data, parsed, x)
-    assert runtimes["micro_vs_reference_max_lsb"] <= MICRO_VS_REFERENCE_LSB
-    micro = dequantize_output(outputs["micro"], parsed.outputs[0]).reshape(8, 16, 16, 3)
+    compressed, parsed = convert_model(model, "int8", get_profile("nrf52840"), x)
+    assert "GELU" not in parsed.op_names and "FULLY_CONNECTED" not in parsed.op_names
+    checked = verify(compressed.tflite, parsed, get_profile("nrf52840"), x)
+    assert checked["fits"] is True
+    assert checked["checks"]["micro_vs_reference_per_op"]["passed"], checked["failures"]
+    outputs = MicroRunner(compressed.tflite, parsed).run(x)
+    micro = dequantize_output(outputs, parsed.outputs[0]).reshape(8, 16, 16, 3)
     float_out = model.predict(x, verbose=0)
     # Measured (seed 0): mean error 2.7 % of the output range, correlation 0.996.
     assert np.abs(micro - float_out).mean() <= 0.04 * (float_out.max() - float_out.min())

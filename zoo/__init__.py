@@ -3,6 +3,6 @@ from edgezoo.zoo import vit  # noqa: F401  (registers its variants)
 from edgezoo.zoo import resnest  # noqa: F401  (registers its variants)
 from edgezoo.zoo import cswin  # noqa: F401  (registers its variants)
 from edgezoo.zoo import perceiver  # noqa: F401  (registers its variants)
-from edgezoo.zoo.registry import create_model, list_models, model_info, register_model
+from edgezoo.zoo.registry import create_model, list_models, model_info, register_model, registry_contract
 
-__all__ = ["create_model", "list_models", "model_info", "register_model"]
+__all__ = ["create_model", "list_models", "model_info", "register_model", "registry_contract"]

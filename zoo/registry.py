@@ -17,17 +17,19 @@ class ModelEntry:
     arxiv: str
     input_shape: tuple
     num_classes: int
+    input_range: tuple = (0.0, 1.0)  # the value range the variant's inputs are trained in
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name, builder, *, family, task, paper, arxiv, input_shape, num_classes, **kwargs):
+def register_model(name, builder, *, family, task, paper, arxiv, input_shape, num_classes,
+                   input_range=(0.0, 1.0), **kwargs):
     """Register ``name`` as ``builder(**kwargs)`` with its paper's defaults."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = ModelEntry(name, builder, kwargs, family, task, paper, arxiv,
-                                 tuple(input_shape), num_classes)
+                                 tuple(input_shape), num_classes, tuple(map(float, input_range)))
 
 
 def _entry(name):
@@ -57,8 +59,17 @@ def model_info(name):
         "task": e.task,
         "input_shape": list(e.input_shape),
         "num_classes": e.num_classes,
+        "input_range": list(e.input_range),
         "config": dict(e.kwargs),
     }
+
+
+def registry_contract(name):
+    """The input contract of a registered variant (its inputs' value range)."""
+    from edgezoo.zoo.data.contract import InputContract
+
+    low, high = _entry(name).input_range
+    return InputContract(low, high, f"registry entry {name}")
 
 
 def create_model(name, num_classes=None, input_shape=None, **overrides):

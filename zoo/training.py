@@ -27,6 +27,24 @@ class ProgressBar(keras.callbacks.Callback):
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+def deterministic(seed=0):
+    """Op determinism, one intra-op and one inter-op thread, and every seed set: the same seed
+    then gives the same weights on every run of a machine. Threads can be set only before
+    TensorFlow runs its first op; the returned dict says what is in force (for reports)."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already ran an op in this process: threads stay as they are
+        pass
+    keras.utils.set_random_seed(seed)
+    return {"op_determinism": True, "seed": seed,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
 def configure_cpu_devices(count):
     """Split the CPU into ``count`` logical devices (data parallelism on one machine).
 

@@ -18,11 +18,17 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+    """``train`` calibrates and fine-tunes, ``val`` chooses (recipes, epochs), ``test`` only
+    measures. ``value_range``: the range the values are stored in (before any model's input
+    contract rescales them); ``source``: how the splits were made, for reports."""
+
     name: str
     train: Split
     val: Split
     test: Split
     num_classes: int
+    value_range: tuple = (0.0, 1.0)
+    source: str = ""
 
 
 def _split_indices(labels):
@@ -53,12 +59,27 @@ def resize_images(images, input_shape):
 
 
 def load_digits(input_shape=(8, 8, 1)):
-    """Digits scaled to [0, 1], resized to ``input_shape``, split 60/20/20 (stratified, seeded)."""
+    """Digits scaled to [0, 1], resized to ``input_shape``, split 60/20/20 (stratified, seeded).
+
+    The registered preprocessing resizes the 8x8 grey images to square image inputs
+    (H = W) and repeats the grey channel for RGB; any other shape (a 49x10 spectrogram,
+    say) is refused, never stretched.
+    """
     from sklearn.datasets import load_digits as sk_load_digits
 
+    from edgezoo.errors import DataError
+
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or shape[0] != shape[1] or shape[2] not in (1, 3):
+        raise DataError(f"digits are 8x8 grey images and are resized only to square image inputs "
+                        f"(H = W, 1 or 3 channels); the model takes {'x'.join(map(str, shape))}. "
+                        "Pass the model's own data as a .npy/.npz file")
     bunch = sk_load_digits()
     images = (bunch.images.astype(np.float32) / 16.0)[..., None]
     labels = bunch.target.astype(np.int64)
-    images = resize_images(images, input_shape)
+    images = resize_images(images, shape)
     parts = [Split(images[i], labels[i]) for i in _split_indices(labels)]
-    return Dataset("digits", *parts, num_classes=10)
+    how = (f"scikit-learn digits 8x8 grey, resized to {shape[0]}x{shape[1]} (bilinear, antialiased)"
+           f"{', grey repeated to 3 channels' if shape[2] == 3 else ''}; stratified 60/20/20 split "
+           f"(seed {SPLIT_SEED}): train calibrates and fine-tunes, val chooses, test measures")
+    return Dataset("digits", *parts, num_classes=10, value_range=(0.0, 1.0), source=how)

@@ -1,0 +1,486 @@
+"""Per-operator comparison of TFLite Micro with LiteRT's reference kernels.
+
+Comparing the two runtimes end to end is wrong both ways: a known rounding
+difference of 1 LSB at one op (int8 FULLY_CONNECTED rounds exact ties
+differently) grows through a deep network to 2-3 LSB at the output, while a
+real fault shows only at the end, unlocated. ``compare_ops`` instead runs every
+operator alone, as a one-op model, in both runtimes on IDENTICAL inputs (the
+values LiteRT's reference run of the whole model computed for that op's
+inputs) and gates each op at its own tolerance: 0 LSB unless
+``OP_TOLERANCE_LSB`` names a measured, explained rounding difference.
+
+All TFLite Micro runs of one comparison happen in one child process
+(``_micro_child.py``, ``ops_job.json`` mode); a crash there becomes a
+``RuntimeFailure`` naming the op.
+"""
+import copy
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, quantize_input
+from edgezoo.edge.runners.base import InputError
+from edgezoo.errors import RuntimeFailure
+
+CHILD = Path(__file__).parent / "runners" / "_micro_child.py"
+
+# Ops whose reference kernels round differently in the two runtimes: op -> (LSB, reason).
+# Every other op is expected bit-exact on identical inputs. Widen only after measuring.
+OP_TOLERANCE_LSB = {
+    "FULLY_CONNECTED": (1, "int8 requantization rounds exact ties differently in TFLite Micro's "
+                           "reference kernel and LiteRT's BUILTIN_REF (1 LSB on ties)"),
+    "BATCH_MATMUL": (1, "same requantization tie rounding as FULLY_CONNECTED (1 LSB on ties)"),
+}
+EXACT = (0, "expected bit-exact: same reference arithmetic in both runtimes")
+FLOAT_RTOL = 1e-5  # float outputs: max |micro - reference| <= FLOAT_RTOL * max(1, max |reference|)
+DEFAULT_SAMPLES = 8
+# Ops that cannot be run alone: state across invokes or other subgraphs.
+_NOT_ALONE = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "WHILE", "IF",
+              "CALL", "STABLEHLO_COMPOSITE"}
+_BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "FLOAT16": 2, "INT16": 2, "UINT16": 2,
+          "FLOAT64": 8, "UINT32": 4, "UINT64": 8, "COMPLEX64": 8}
+_STARTUP_S = 120
+
+
+def tolerance(op):
+    """(LSB, reason) allowed between the two runtimes for ``op`` on identical inputs."""
+    return OP_TOLERANCE_LSB.get(op, EXACT)
+
+
+# ---------------------------------------------------------------------------- model surgery
+
+def read_model_t(model_bytes):
+    """The flatbuffer's object API model (``schema.ModelT``)."""
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(model_bytes), 0))
+
+
+class _AlignedBufferT(schema.BufferT):
+    """A buffer whose data starts 16-byte aligned, as the TFLite converter writes them."""
+
+    def Pack(self, builder):
+        data = None
+        if self.data is not None:
+            payload = np.asarray(self.data, np.uint8).tobytes()
+            builder.StartVector(1, len(payload), 16)
+            builder.head = builder.head - len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.vectorNumElems = len(payload)
+            data = builder.EndVector()
+        schema.BufferStart(builder)
+        if data is not None:
+            schema.BufferAddData(builder, data)
+        return schema.BufferEnd(builder)
+
+
+def pack_model(model_t):
+    """Bytes of a ``schema.ModelT``."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _has_data(model_t, tensor):
+    if tensor.buffer <= 0 or tensor.buffer >= len(model_t.buffers or []):
+        return False
+    buf = model_t.buffers[tensor.buffer]
+    return buf.data is not None and len(buf.data) > 0
+
+
+def constant_tensors(model_t):
+    """Indices of subgraph 0's tensors that hold data in the file (weights, shapes, ...)."""
+    sg = model_t.subgraphs[0]
+    return {j for j, t in enumerate(sg.tensors or []) if _has_data(model_t, t)}
+
+
+def _indices(values):
+    return [int(j) for j in (values if values is not None else [])]
+
+
+def extract_ops(model_t, op_indices, inputs=None, outputs=None):
+    """A model of subgraph 0's operators ``op_indices`` alone, as ``schema.ModelT``.
+
+    Keeps only the tensors, buffers and operator codes those ops use. ``inputs``
+    defaults to their non-constant inputs that none of them produces, ``outputs``
+    to what they produce; both are tensor indices of the original model.
+    Returns (model, {original tensor index: index in the new model}).
+    """
+    sg = model_t.subgraphs[0]
+    ops = [sg.operators[i] for i in op_indices]
+    const = constant_tensors(model_t)
+    produced = [j for op in ops for j in _indices(op.outputs) if j >= 0]
+    if inputs is None:
+        inputs = [j for op in ops for j in _indices(op.inputs)
+                  if j >= 0 and j not in const and j not in produced]
+    if outputs is None:
+        outputs = produced
+    inputs, outputs = list(dict.fromkeys(inputs)), list(dict.fromkeys(outputs))
+    used = list(dict.fromkeys(
+        inputs + [j for op in ops for field in (op.inputs, op.outputs, op.intermediates)
+                  for j in _indices(field) if j >= 0] + outputs))
+    remap = {old: new for new, old in enumerate(used)}
+    buffers, tensors = [schema.BufferT()], []  # buffer 0: the empty sentinel
+    for old in used:
+        t = copy.copy(sg.tensors[old])
+        if old in const:
+            src = model_t.buffers[t.buffer]
+            if getattr(src, "offset", 0):
+                raise ValueError("buffers stored outside the flatbuffer (offset) are not supported")
+            buf = _AlignedBufferT()
+            buf.data = src.data
+            buffers.append(buf)
+            t.buffer = len(buffers) - 1
+        else:
+            t.buffer = 0
+        tensors.append(t)
+    codes, new_ops = [], []
+    for op in ops:
+        code = model_t.operatorCodes[op.opcodeIndex]
+        if code not in codes:
+            codes.append(code)
+        new = copy.copy(op)
+        new.opcodeIndex = codes.index(code)
+        new.inputs = [remap[j] if j >= 0 else -1 for j in _indices(op.inputs)]
+        new.outputs = [remap[j] if j >= 0 else -1 for j in _indices(op.outputs)]
+        if op.intermediates is not None:
+            new.intermediates = [remap[j] if j >= 0 else -1 for j in _indices(op.intermediates)]
+        new_ops.append(new)
+    sub = schema.SubGraphT()
+    sub.tensors, sub.operators, sub.name = tensors, new_ops, sg.name
+    sub.inputs, sub.outputs = [remap[j] for j in inputs], [remap[j] for j in outputs]
+    model = schema.ModelT()
+    model.version, model.description = model_t.version, model_t.description
+    model.operatorCodes, model.subgraphs, model.buffers = codes, [sub], buffers
+    return model, remap
+
+
+def one_op_model(model_t, index):
+    """(bytes, tensor remap) of a .tflite holding operator ``index`` of subgraph 0 alone; its
+    inputs are the op's non-constant inputs, its outputs the op's outputs."""
+    model, remap = extract_ops(model_t, [index])
+    return pack_model(model), remap
+
+
+def _op_name(model_t, op):
+    code = model_t.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        custom = code.customCode
+        return f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}"
+    return OP_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def _tensor_bytes(tensor):
+    n = int(np.prod(_indices(tensor.shape))) if tensor.shape is not None else 1
+    return n * _BYTES.get(TYPE_NAMES.get(tensor.type, ""), 1)
+
+
+# ---------------------------------------------------------------------------- runtimes
+
+def _litert(model_bytes, preserve=False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=model_bytes, num_threads=1,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                                  experimental_preserve_all_tensors=preserve)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _run_litert(interpreter, feeds, fetch, samples):
+    """{tensor: (samples, *shape)} for the ``fetch`` tensors; ``feeds``: {tensor: (samples, *shape)}."""
+    out = {j: [] for j in fetch}
+    for n in range(samples):
+        for j, values in feeds.items():
+            interpreter.set_tensor(j, values[n])
+        interpreter.invoke()
+        for j in fetch:
+            out[j].append(np.array(interpreter.get_tensor(j), copy=True))
+    return {j: np.stack(v) for j, v in out.items()}
+
+
+@dataclasses.dataclass
+class MicroJob:
+    """One model for TFLite Micro: ``inputs`` is one array per subgraph input, one sample per row
+    (each row shaped as the tensor); ``op_index`` is None for the whole model."""
+
+    name: str
+    model_bytes: bytes
+    inputs: list
+    num_outputs: int
+    arena_size: int
+    op_index: object = None
+    layer: str = ""
+
+
+def _read_progress(work):
+    path = work / "progress.txt"
+    stages = {}
+    for line in (path.read_text().split("\n") if path.exists() else []):
+        if " " in line:
+            k, stage = line.split(" ", 1)
+            stages.setdefault(int(k), []).append(stage)
+    return stages
+
+
+def _job_label(job):
+    where = f" (layer {job.layer!r})" if job.layer else ""
+    return f"{job.name}{where}"
+
+
+def run_micro_jobs(jobs, timeout=None):
+    """Run every job in ONE TFLite Micro child process: for each job, its outputs (one array per
+    subgraph output, one sample per row). A crash, a hang or a refusal becomes a
+    ``RuntimeFailure`` naming the job (the op and its layer)."""
+    if not jobs:
+        return []
+    with tempfile.TemporaryDirectory(prefix="edgezoo-opcmp-") as tmp:
+        work = Path(tmp)
+        batch = []
+        for k, job in enumerate(jobs):
+            (work / f"opmodel_{k}.tflite").write_bytes(job.model_bytes)
+            np.savez(work / f"opin_{k}.npz", **{str(j): np.asarray(a) for j, a in enumerate(job.inputs)})
+            samples = len(job.inputs[0]) if job.inputs else 1
+            batch.append({"id": k, "arena_size": int(job.arena_size), "inputs": len(job.inputs),
+                          "outputs": int(job.num_outputs), "samples": int(samples)})
+        (work / "ops_job.json").write_text(json.dumps({"op_batch": batch}))
+        env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+        with open(work / "child.log", "w") as log:
+            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log, env=env)
+        current, since, hung = None, time.monotonic(), None
+        while proc.poll() is None:
+            time.sleep(0.01)
+            stages = _read_progress(work)
+            running = [k for k, s in stages.items() if s[-1] in ("load", "invoke")]
+            now = time.monotonic()
+            if running and running[-1] != current:
+                current, since = running[-1], now
+            limit = _STARTUP_S if current is None else (
+                timeout or 60 + 0.5 * batch[current]["samples"])
+            if now - since > limit:
+                proc.kill()
+                proc.wait()
+                hung = (current, limit)
+        stages = _read_progress(work)
+        results = []
+        for k, job in enumerate(jobs):
+            seen = stages.get(k, [])
+            if seen and seen[-1] == "done":
+                with np.load(work / f"opout_{k}.npz") as data:
+                    results.append([data[str(j)] for j in range(job.num_outputs)])
+                continue
+            log_file = work / f"oplog_{k}.txt"
+            text = log_file.read_text(errors="replace") if log_file.exists() else ""
+            detail = " | ".join([line for line in text.splitlines() if line.strip()][-3:])
+            if seen and seen[-1] == "error":
+                raise RuntimeFailure(f"TFLite Micro refused {_job_label(job)}: {detail}")
+            if not seen and not stages:
+                text = (work / "child.log").read_text(errors="replace")
+                detail = " | ".join([line for line in text.splitlines() if line.strip()][-3:])
+                cause = "did not start in time" if hung else f"exited with code {proc.returncode}"
+                raise RuntimeFailure(f"TFLite Micro's child process {cause}: {detail}")
+            if hung is not None and hung[0] == k:
+                raise RuntimeFailure(f"TFLite Micro did not finish {_job_label(job)} within "
+                                     f"{hung[1]:.0f} s")
+            if proc.returncode is not None and proc.returncode < 0:
+                sig = signal.Signals(-proc.returncode).name
+                raise RuntimeFailure(f"TFLite Micro crashed ({sig}) on {_job_label(job)}"
+                                     + (f": {detail}" if detail else ""))
+            raise RuntimeFailure(f"TFLite Micro's child process exited with code {proc.returncode} "
+                                 f"on {_job_label(job)}" + (f": {detail}" if detail else ""))
+        return results
+
+
+# ---------------------------------------------------------------------------- comparison
+
+def _inputs_list(x, model_t, tensors, samples):
+    """The samples per model input as arrays shaped (samples, *tensor shape)."""
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    sg = model_t.subgraphs[0]
+    ins = _indices(sg.inputs)
+    if len(xs) != len(ins):
+        raise InputError(f"the model has {len(ins)} input(s); got {len(xs)} array(s)")
+    out = []
+    for k, (a, j) in enumerate(zip(xs, ins)):
+        details, tensor = tensors[j], sg.tensors[j]
+        shape = tuple(_indices(tensor.shape))
+        a = np.asarray(a)
+        if a.dtype.kind == "f" and details.dtype != "FLOAT32":
+            a = quantize_input(a, details)
+        dtype = np.dtype(details.dtype.lower())
+        if a.dtype != dtype:
+            raise InputError(f"input {k}: dtype {a.dtype} but the model takes {dtype}")
+        if a.ndim == len(shape) and tuple(a.shape[1:]) == shape[1:]:
+            a = a.reshape(len(a), *shape)
+        elif tuple(a.shape[1:]) != shape:
+            raise InputError(f"input {k}: shape {a.shape} does not match the model input "
+                             f"(N, {', '.join(map(str, shape[1:]))})")
+        out.append(a[:samples])
+    n = {len(a) for a in out}
+    if len(n) != 1 or 0 in n:
+        raise InputError(f"inputs need the same, non-zero number of samples; got {sorted(n)}")
+    return out
+
+
+def _difference(micro, ref):
+    """(max LSB or None, max abs error, fraction of elements that differ)."""
+    if micro.shape != ref.shape:
+        raise RuntimeFailure(f"output shapes differ: TFLite Micro {micro.shape}, LiteRT {ref.shape}")
+    if ref.dtype.kind == "f":
+        err = np.abs(micro.astype(np.float64) - ref.astype(np.float64))
+        return None, float(err.max()) if err.size else 0.0, float((err > 0).mean()) if err.size else 0.0
+    lsb = np.abs(micro.astype(np.int64) - ref.astype(np.int64))
+    m = int(lsb.max()) if lsb.size else 0
+    return m, float(m), float((lsb > 0).mean()) if lsb.size else 0.0
+
+
+def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, timeout=None):
+    """Gate TFLite Micro against LiteRT's reference kernels operator by operator.
+
+    ``x``: already-quantized samples (N, ...) for input 0, or a list of arrays, one per
+    model input (float arrays for an integer input are quantized with its scale).
+    ``samples``: how many of them to run. ``micro``: a function ``[MicroJob] -> outputs``
+    replacing ``run_micro_jobs`` (negative controls wrap the real one).
+
+    Returns a dict: ``ops`` (the rows, one per op output: index, op, layer, tensor,
+    max_lsb, tolerance, passed, ...), ``max_lsb_by_op``, ``tolerances`` (the non-zero
+    ones), ``first_failure`` (the first op in execution order over its tolerance) or
+    None, ``passed``, ``skipped`` (ops not compared and why), ``extraction_exact``
+    (every one-op model reproduced the whole model's tensor in LiteRT), ``end_to_end``
+    (the whole model in both runtimes: information, not the gate).
+    """
+    from edgezoo.edge.runners.micro import check_micro_ops
+
+    check_micro_ops(parsed)
+    start = time.perf_counter()
+    model_t = read_model_t(model_bytes)
+    sg = model_t.subgraphs[0]
+    const = constant_tensors(model_t)
+    xs = _inputs_list(x, model_t, parsed.tensors, samples)
+    n = len(xs[0])
+    model_inputs = _indices(sg.inputs)
+
+    # (1) the whole model in LiteRT's reference kernels, keeping every tensor
+    plan, skipped = [], []
+    for i, op in enumerate(sg.operators or []):
+        name = _op_name(model_t, op)
+        ins = [j for j in _indices(op.inputs) if j >= 0]
+        if name in _NOT_ALONE:
+            skipped.append({"index": i, "op": name, "reason": "cannot run alone (state or subgraphs)"})
+        elif not [j for j in ins if j not in const]:
+            skipped.append({"index": i, "op": name, "reason": "constant inputs only"})
+        else:
+            plan.append(i)
+    fetch = sorted({j for i in plan for field in (sg.operators[i].inputs, sg.operators[i].outputs)
+                    for j in _indices(field) if j >= 0 and j not in const})
+    readout = parsed.readout_tensor()
+    e2e_tensors = list(dict.fromkeys(_indices(sg.outputs) + ([readout] if readout is not None else [])))
+    full = _litert(model_bytes, preserve=True)
+    values = _run_litert(full, dict(zip(model_inputs, xs)),
+                         sorted(set(fetch) | set(e2e_tensors)), n)
+    del full
+
+    # (2) each op alone, in LiteRT's reference kernels and (below) TFLite Micro
+    jobs, refs = [], []
+    for i in plan:
+        op = sg.operators[i]
+        data, remap = one_op_model(model_t, i)
+        sub = read_model_t(data).subgraphs[0]  # what the one-op model's subgraph lists, in order
+        inverse = {new: old for old, new in remap.items()}
+        sub_in = [inverse[j] for j in _indices(sub.inputs)]
+        sub_out = [inverse[j] for j in _indices(sub.outputs)]
+        feeds = {remap[j]: values[j] for j in sub_in}
+        one = _litert(data)
+        ref = _run_litert(one, feeds, [remap[j] for j in sub_out], n)
+        refs.append((i, sub_out, [ref[remap[j]] for j in sub_out]))
+        tensor_bytes = sum(_tensor_bytes(sg.tensors[j]) for j in remap)
+        jobs.append(MicroJob(f"op {i} {_op_name(model_t, op)}", data, [values[j] for j in sub_in],
+                             len(sub_out), max(64 * 1024, 4 * tensor_bytes), i,
+                             parsed.operators[i].layer))
+    if len(model_t.subgraphs) > 1:  # other subgraphs stay referenced: run the file as it is
+        e2e_tensors, whole_bytes = _indices(sg.outputs), bytes(model_bytes)
+    else:  # the whole model, with the pre-softmax readout as an extra output
+        whole, _ = extract_ops(model_t, range(len(sg.operators or [])), inputs=model_inputs,
+                               outputs=e2e_tensors)
+        whole_bytes = pack_model(whole)
+    jobs.append(MicroJob("whole model", whole_bytes, xs, len(e2e_tensors),
+                         max(4 * 1024 * 1024, 10 * len(model_bytes))))
+    outputs = micro(jobs) if micro is not None else run_micro_jobs(jobs, timeout)
+    if len(outputs) != len(jobs):
+        raise RuntimeFailure(f"TFLite Micro returned {len(outputs)} results for {len(jobs)} models")
+
+    # (3) per op and output tensor: micro vs reference on identical inputs
+    rows = []
+    for (i, sub_out, ref_outs), micro_outs in zip(refs, outputs[:-1]):
+        op = parsed.operators[i]
+        lsb_allowed, reason = tolerance(op.op)
+        for j, ref_out, micro_out in zip(sub_out, ref_outs, micro_outs):
+            details = parsed.tensors[j]
+            max_lsb, max_abs, differing = _difference(np.asarray(micro_out), ref_out)
+            extraction, _, _ = _difference(ref_out, values[j])
+            if max_lsb is None:
+                allowed = FLOAT_RTOL * max(1.0, float(np.abs(ref_out).max()) if ref_out.size else 1.0)
+                passed = max_abs <= allowed
+            else:
+                allowed = lsb_allowed
+                passed = max_lsb <= allowed
+                if details.scale:
+                    max_abs = max_lsb * details.scale
+            rows.append({
+                "index": i, "op": op.op, "layer": op.layer, "tensor": details.name,
+                "tensor_index": j, "dtype": details.dtype, "max_lsb": max_lsb,
+                "max_abs_error": max_abs, "differing": differing, "tolerance": allowed,
+                "reason": reason, "passed": bool(passed),
+                "extraction_exact": extraction == 0 if extraction is not None
+                else bool(np.array_equal(ref_out, values[j])),
+            })
+    max_by_op = {}
+    for row in rows:
+        if row["max_lsb"] is not None:
+            max_by_op[row["op"]] = max(max_by_op.get(row["op"], 0), row["max_lsb"])
+    failing = [row for row in rows if not row["passed"]]
+    first = None
+    if failing:
+        row = failing[0]
+        first = {k: row[k] for k in ("index", "op", "layer", "tensor", "tensor_index", "max_lsb",
+                                     "tolerance")}
+
+    # (4) the whole model, for information
+    e2e = []
+    for j, micro_out in zip(e2e_tensors, outputs[-1]):
+        details = parsed.tensors[j]
+        max_lsb, max_abs, differing = _difference(np.asarray(micro_out), values[j])
+        per_sample = None
+        if max_lsb is not None:
+            diff = np.abs(np.asarray(micro_out).astype(np.int64) - values[j].astype(np.int64))
+            per_sample = [int(v) for v in diff.reshape(n, -1).max(-1)]
+        e2e.append({"tensor": details.name, "tensor_index": j, "readout": j == readout,
+                    "max_lsb": max_lsb, "max_abs_error": max_abs, "differing": differing,
+                    "max_lsb_per_sample": per_sample})
+    lsbs = [t["max_lsb"] for t in e2e if t["max_lsb"] is not None]
+    return {
+        "samples": n,
+        "ops": rows,
+        "max_lsb_by_op": max_by_op,
+        "tolerances": {op: lsb for op, (lsb, _) in OP_TOLERANCE_LSB.items()},
+        "first_failure": first,
+        "passed": not failing,
+        "skipped": skipped,
+        "extraction_exact": all(row["extraction_exact"] for row in rows),
+        "end_to_end": {"tensors": e2e, "max_lsb": max(lsbs) if lsbs else None,
+                       "note": "information only: per-op differences grow through the model"},
+        "wall_s": time.perf_counter() - start,
+    }

@@ -1,0 +1,277 @@
+"""The one verification path: does a .tflite run on a board, fit it, and agree with its float model?
+
+``edgezoo convert``, ``edgezoo test``, the demo and the pytest plugin all call
+``verify``; its gates and their defaults live here (``Thresholds``), and every
+result lists the thresholds it used. What is compared with what:
+
+- TFLite Micro against LiteRT's reference kernels, op by op on identical inputs
+  (``edge.op_compare``): bit-exact, except at ops whose two reference kernels are
+  known to round ties differently (``OP_TOLERANCE_LSB``); the first op over its
+  tolerance is named. The end-to-end difference is reported, not gated: a 1-LSB
+  tie at one FULLY_CONNECTED can grow through a deep graph without any fault.
+- LiteRT's default kernels (XNNPACK) against TFLite Micro: top-1 only, on data.
+- The converted model against the float model on held-out data: top-1, marked
+  uninformative (and failed) when the float outputs cannot tell a good model from
+  a bad one (one class for nearly every sample, constant, or NaN).
+- The arena: TFLite Micro's recorded total and the smallest arena it really
+  prepares and invokes with (bisected), the larger one budgeted.
+"""
+import dataclasses
+
+import numpy as np
+
+from edgezoo.errors import EdgezooError
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """Default gates; override any of them with ``replace`` (reports say which were used)."""
+
+    top1_agreement: float = 0.98  # converted vs float model, top-1, held-out samples
+    default_vs_micro_top1: float = 0.99  # XNNPACK vs TFLite Micro, top-1, on data only
+    max_lsb_default: int = 8  # LiteRT boards: default vs reference kernels, end to end
+    max_top_class_share: float = 0.90  # float model's top class on more samples: uninformative
+    min_output_std: float = 1e-6  # float outputs flatter than this: uninformative
+    max_estimated_ms: float = None  # optional bound on the latency estimate
+    per_op_samples: int = 8  # samples each op is compared on
+
+    def replace(self, **overrides):
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise EdgezooError(f"unknown thresholds {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def lut_compressed(model):
+    """Whether a parsed model decodes LUT-compressed weights at run time (TFLite Micro only)."""
+    return any(op.op == "CUSTOM:TFLM_DECODE" for op in model.operators)
+
+
+def top1(outputs):
+    return np.asarray(outputs).reshape(len(outputs), -1).argmax(-1)
+
+
+def random_inputs(details, samples, seed):
+    """Seeded inputs in the model's own input type: every integer value, or standard normal floats."""
+    rng = np.random.default_rng(seed)
+    shape = (samples, *details.shape[1:])
+    if details.dtype in ("INT8", "INT16", "UINT8"):
+        info = np.iinfo(np.dtype(details.dtype.lower()))
+        return rng.integers(info.min, int(info.max) + 1, shape).astype(info.dtype)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def uninformative_reasons(float_outputs, thresholds=DEFAULT_THRESHOLDS):
+    """Why agreement with these float outputs would say nothing ([] when it says something)."""
+    y = np.asarray(float_outputs, np.float64).reshape(len(float_outputs), -1)
+    if np.isnan(y).any():
+        return ["the float model's outputs contain NaN"]
+    reasons = []
+    if float(y.std()) < thresholds.min_output_std:
+        reasons.append(f"the float model's outputs are constant (std {y.std():.2g} < "
+                       f"{thresholds.min_output_std:g})")
+    if len(y) > 1:
+        classes, counts = np.unique(top1(y), return_counts=True)
+        share = counts.max() / len(y)
+        if share > thresholds.max_top_class_share:
+            reasons.append(f"the float model predicts class {int(classes[counts.argmax()])} for "
+                           f"{share:.1%} of the {len(y)} samples (> "
+                           f"{thresholds.max_top_class_share:.0%}): these inputs are not data it "
+                           "tells apart, so agreement on them says nothing")
+    return reasons
+
+
+def _check(value, limit, passed, **detail):
+    return {"value": value, "limit": limit, "passed": bool(passed), **detail}
+
+
+def _default_litert(tflite, parsed):
+    """LiteRT with its default kernels, or the reason it refuses the model (XNNPACK can)."""
+    from edgezoo.edge.runners.litert import LiteRTRunner
+
+    try:
+        return LiteRTRunner(tflite, parsed, "default"), None
+    except (RuntimeError, ValueError) as exc:
+        return None, ("LiteRT's default kernels (XNNPACK) refused this model: "
+                      f"{str(exc).splitlines()[0]}; reference kernels are still compared")
+
+
+def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner, op_micro,
+                  real_data):
+    """TFLite Micro: its outputs, arena (recorded and bisected) and the per-op gate."""
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.edge.arena import arena_summary
+    from edgezoo.edge.op_compare import compare_ops
+    from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
+
+    check_micro_ops(parsed)
+    micro = micro_runner or MicroRunner(tflite, parsed)
+    xq = micro.prepare_inputs(x)
+    out = micro.run_raw(xq)
+    result["arena"] = arena_summary(tflite, parsed, xq[:1], recorded=micro.arena_bytes)
+    result["arena_bytes"] = result["arena"]["arena_bytes"]
+    result["arena_breakdown"] = micro.arena_breakdown
+    runtimes = result["runtimes"] = {}
+    lut = lut_compressed(parsed)
+    if lut and lsb_model is None:
+        runtimes["per_op"] = ("not run: LUT-compressed (DECODE operators), which LiteRT has no kernel "
+                              "for; verify the uncompressed .tflite for the per-op gate")
+    else:
+        lsb_bytes = tflite if lsb_model is None else lsb_model
+        per_op = compare_ops(lsb_bytes, parsed if lsb_model is None else read_tflite(lsb_bytes),
+                             xq[: th.per_op_samples], micro=op_micro)
+        per_op.pop("wall_s", None)  # a wall time: reports stay identical for identical inputs
+        if lsb_model is not None:
+            per_op["model"] = "the same model before LUT compression (lossless)"
+        result["per_op"] = per_op
+        runtimes["micro_vs_reference_max_lsb_end_to_end"] = per_op["end_to_end"]["max_lsb"]
+        worst = max((r["max_lsb"] for r in per_op["ops"] if r.get("max_lsb") is not None), default=0)
+        first = per_op.get("first_failure")
+        checks["micro_vs_reference_per_op"] = _check(
+            worst, "per-op table: 0 LSB, except " + ", ".join(
+                f"{op} {lsb}" for op, lsb in per_op.get("tolerances", {}).items()),
+            per_op["passed"], first_failure=first, samples=per_op.get("samples"))
+    if not lut:
+        default, refusal = _default_litert(tflite, parsed)
+        if default is None:
+            runtimes["default"] = refusal
+        else:
+            agree = float((top1(default.run_raw(xq)) == top1(out)).mean())
+            runtimes["default_vs_micro_top1"] = agree
+            if real_data:  # on random inputs top-1 is a coin toss between near-equal logits
+                checks["default_vs_micro_top1"] = _check(agree, th.default_vs_micro_top1,
+                                                         agree >= th.default_vs_micro_top1)
+    else:
+        runtimes["litert"] = ("not run: LUT-compressed (DECODE operators), which LiteRT has no "
+                              "kernel for")
+    return out, micro.name
+
+
+def _litert_checks(tflite, parsed, x, result, checks, th):
+    """A LiteRT board: its default kernels against the reference ones, end to end."""
+    from edgezoo.edge.runners.litert import LiteRTRunner
+
+    reference_runner = LiteRTRunner(tflite, parsed, "reference")
+    xq = reference_runner.prepare_inputs(x)
+    reference = reference_runner.run_raw(xq)
+    runtimes = result["runtimes"] = {}
+    default, refusal = _default_litert(tflite, parsed)
+    if default is None:
+        runtimes["default"] = refusal
+        return reference, reference_runner.name
+    out = default.run_raw(xq)
+    if out.dtype.kind in "iu":
+        lsb = int(np.abs(out.astype(np.int64) - reference.astype(np.int64)).max())
+        checks["default_vs_reference_lsb"] = _check(lsb, th.max_lsb_default, lsb <= th.max_lsb_default)
+    runtimes["default_vs_reference_top1"] = float((top1(out) == top1(reference)).mean())
+    return out, default.name
+
+
+def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thresholds=None,
+           inputs="", real_data=True, lsb_model=None, decompression_bytes=0, micro_runner=None,
+           op_micro=None):
+    """Every gate for ``tflite`` on ``profile``'s runtime, on samples ``x``.
+
+    ``x``: float samples (quantized here) or samples in the model's input type.
+    ``float_outputs``: the float model's outputs on ``x`` (adds the agreement gates).
+    ``profile``: the board, or None for LiteRT on this host (no budget).
+    ``real_data``: False for seeded random inputs (no top-1 gates on them).
+    ``lsb_model``: bytes the per-op gate runs on instead (the uncompressed model of a
+    LUT-compressed one). ``micro_runner`` / ``op_micro``: replace how TFLite Micro is
+    run end to end / per op (negative controls). Returns a dict with ``checks``,
+    ``passed`` and ``failures`` (one line per failed check).
+    """
+    from edgezoo.edge.budget import check_budget
+    from edgezoo.edge.latency_model import estimate_latency
+    from edgezoo.edge.macs import total_macs
+    from edgezoo.edge.profiles import ProfileError
+
+    th = thresholds or DEFAULT_THRESHOLDS
+    x = np.asarray(x)
+    result = {"target": None if profile is None else profile.name,
+              "runtime": "litert" if profile is None else profile.runtime,
+              "thresholds": th.as_dict(), "inputs": inputs, "samples": int(len(x))}
+    checks = {}
+    if profile is not None and profile.micro:
+        out, runtime = _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner,
+                                     op_micro, real_data)
+    else:
+        out, runtime = _litert_checks(tflite, parsed, x, result, checks, th)
+    if float_outputs is not None:
+        reasons = uninformative_reasons(float_outputs, th)
+        agree = float((top1(out) == top1(float_outputs)).mean())
+        result["agreement"] = {"measure": "top-1", "value": agree, "samples": int(len(x)),
+                               "runtime": runtime, "inputs": inputs, "informative": not reasons,
+                               "reasons": reasons}
+        checks["agreement_top1"] = _check(agree, th.top1_agreement, agree >= th.top1_agreement)
+        checks["agreement_informative"] = _check(not reasons, True, not reasons, reasons=reasons)
+    if labels is not None and np.all(np.asarray(labels) >= 0):
+        labels = np.asarray(labels)
+        result["accuracy"] = {f"converted_{runtime}": float((top1(out) == labels).mean())}
+        if float_outputs is not None:
+            result["accuracy"]["float"] = float((top1(float_outputs) == labels).mean())
+    result["macs"] = total_macs(parsed)
+    if profile is not None:  # no board named: LiteRT on this host, nothing to budget
+        budget = check_budget(profile, len(tflite), result.get("arena_bytes"),
+                              0 if profile.micro else decompression_bytes)
+        result.update({"fits": budget["fits"], "budget": budget})
+        checks["fits"] = _check(budget["fits"], True, budget["fits"])
+        try:  # on the board, from MACs and per-core costs: an estimate, labelled as one
+            estimate = estimate_latency(parsed, profile, tflite)
+        except ProfileError as exc:
+            result["latency_estimate"] = {"error": f"no latency estimate for {profile.name}: {exc}"}
+        else:
+            result["latency_estimate"] = estimate.as_dict()
+            if th.max_estimated_ms is not None:
+                checks["latency_estimate"] = _check(estimate.ms, th.max_estimated_ms,
+                                                    estimate.ms <= th.max_estimated_ms)
+    result["checks"] = checks
+    result["passed"] = all(c["passed"] for c in checks.values())
+    result["failures"] = failure_lines(result)
+    return result
+
+
+def failure_lines(result):
+    """One plain line per failed check, naming the gate and the numbers."""
+    checks, lines = result.get("checks", {}), []
+    n = result.get("samples")
+    for name, c in checks.items():
+        if c["passed"]:
+            continue
+        if name == "micro_vs_reference_per_op":
+            f = c.get("first_failure") or {}
+            lines.append(f"TFLite Micro differs from LiteRT's reference kernels at op {f.get('index')} "
+                         f"({f.get('op')}, layer {f.get('layer')!r}, tensor {f.get('tensor')!r}) by "
+                         f"{f.get('max_lsb')} LSB on identical inputs (allowed: {f.get('tolerance')})")
+        elif name == "default_vs_micro_top1":
+            lines.append(f"LiteRT's default kernels agree with TFLite Micro on top-1 for "
+                         f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
+        elif name == "default_vs_reference_lsb":
+            lines.append(f"LiteRT's default kernels differ from its reference kernels by up to "
+                         f"{c['value']} LSB (allowed: {c['limit']}) on {n} inputs")
+        elif name == "agreement_top1":
+            lines.append(f"the converted model agrees with the float model on top-1 for "
+                         f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
+        elif name == "agreement_informative":
+            lines.append("agreement is uninformative: " + "; ".join(c["reasons"]))
+        elif name == "fits":
+            budget = result["budget"]
+            for part in ("flash", "ram"):
+                b = budget[part]
+                if not b["fits"]:
+                    lines.append(f"does not fit {budget['target']}'s "
+                                 f"{'RAM' if part == 'ram' else part}: {b['used_bytes']:,} of "
+                                 f"{b['capacity_bytes']:,} bytes")
+        elif name == "latency_estimate":
+            lines.append(f"estimated latency {c['value']:.1f} ms on {result['target']} exceeds "
+                         f"{c['limit']} ms (an estimate from MACs, not a measurement)")
+        else:
+            lines.append(f"{name}: {c['value']} (limit {c['limit']})")
+    return lines

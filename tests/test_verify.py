@@ -1,0 +1,169 @@
+"""The one verification path: every gate passes a good model and fails a known violation."""
+import json
+
+import numpy as np
+import pytest
+
+from edgezoo.edge.loader import load_tflite
+from edgezoo.edge.op_compare import run_micro_jobs
+from edgezoo.edge.profiles import get_profile
+from edgezoo.edge.runners.micro import MicroRunner
+from edgezoo.edge.verify import DEFAULT_THRESHOLDS, random_inputs, uninformative_reasons, verify
+from edgezoo.errors import EdgezooError
+
+
+@pytest.fixture(scope="module")
+def kws(mlperf_dir):
+    data, model = load_tflite(mlperf_dir / "kws_ref_model.tflite")
+    return data, model, random_inputs(model.inputs[0], 16, seed=0)
+
+
+def _shifted(k):
+    """TFLite Micro's real per-op outputs, every integer output moved up by k LSB (clipped)."""
+
+    def run(jobs):
+        outputs = run_micro_jobs(jobs)
+        shifted = []
+        for job_outputs in outputs:
+            moved = []
+            for out in job_outputs:
+                out = np.asarray(out)
+                if out.dtype.kind in "iu":
+                    info = np.iinfo(out.dtype)
+                    # away from the top of the range, so clipping cannot hide the shift
+                    out = np.where(out.astype(np.int64) + k <= info.max, out.astype(np.int64) + k,
+                                   out.astype(np.int64) - k).astype(out.dtype)
+                moved.append(out)
+            shifted.append(moved)
+        return shifted
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def kws_results(kws):
+    """One real run and three shifted ones (k = 0, 1, 2) of the per-op gate on KWS."""
+    data, model, x = kws
+    profile = get_profile("stm32l4r5")
+    return {k: verify(data, model, profile, x, real_data=False,
+                      op_micro=None if k is None else _shifted(k))
+            for k in (None, 1, 2)}
+
+
+def test_official_kws_passes_every_gate(kws_results):
+    result = kws_results[None]
+    assert result["passed"], result["failures"]
+    assert set(result["checks"]) == {"micro_vs_reference_per_op", "fits"}
+    rows = result["per_op"]["ops"]
+    assert {r["op"] for r in rows} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert all(r["max_lsb"] == 0 for r in rows if r["op"] != "FULLY_CONNECTED")
+    assert result["thresholds"] == DEFAULT_THRESHOLDS.as_dict()
+    # the arena budgeted is one TFLite Micro really runs with, not only what it recorded
+    arena = result["arena"]
+    assert result["arena_bytes"] == max(arena["recorded_bytes"], arena["minimum_bytes"])
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_runner_shifted_by_k_lsb_is_reported_as_k(kws_results, k):
+    """Negative control: a TFLite Micro that is off by k LSB everywhere is seen as exactly k."""
+    result = kws_results[k]
+    rows = result["per_op"]["ops"]
+    assert {r["max_lsb"] for r in rows if r["dtype"] == "INT8"} == {k}
+    check = result["checks"]["micro_vs_reference_per_op"]
+    assert check["value"] == k and not check["passed"] and not result["passed"]
+    first = check["first_failure"]
+    # FULLY_CONNECTED tolerates 1 LSB; everything else none: the first op over is op 0 (CONV_2D)
+    assert first["index"] == 0 and first["op"] == "CONV_2D" and first["max_lsb"] == k
+    assert result["failures"][0].startswith("TFLite Micro differs from LiteRT's reference kernels "
+                                            "at op 0 (CONV_2D")
+    fc = [r for r in rows if r["op"] == "FULLY_CONNECTED"]
+    assert fc and all(r["passed"] == (k <= 1) for r in fc)
+
+
+def test_agreement_gate_fails_on_disagreeing_float_outputs(kws):
+    data, model, x = kws
+    profile = get_profile("stm32l4r5")
+    micro = MicroRunner(data, model).run(x).astype(np.float32)
+    classes = micro.shape[-1]
+    # float outputs whose top-1 is the int8 model's on half of the samples, and spread over classes
+    wrong = np.eye(classes, dtype=np.float32)[(micro.argmax(-1) + (np.arange(len(x)) % 2)) % classes]
+    wrong += np.random.default_rng(0).normal(0, 1e-3, wrong.shape).astype(np.float32)
+    result = verify(data, model, profile, x, float_outputs=wrong, real_data=False)
+    check = result["checks"]["agreement_top1"]
+    assert check["value"] == pytest.approx(0.5) and not check["passed"]
+    assert any("agrees with the float model on top-1 for 50.0 % of 16 samples (needed: 98.0 %)" in f
+               for f in result["failures"])
+    same = np.eye(classes, dtype=np.float32)[micro.argmax(-1)] + wrong * 1e-3
+    assert verify(data, model, profile, x, float_outputs=same,
+                  real_data=False)["checks"]["agreement_top1"]["passed"] is not None
+
+
+def test_uninformative_float_outputs():
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(100, 10))
+    assert uninformative_reasons(spread) == []
+    one_class = spread.copy()
+    one_class[:95, 3] += 100.0
+    assert "predicts class 3 for 95.0% of the 100 samples" in uninformative_reasons(one_class)[0]
+    assert "constant" in uninformative_reasons(np.full((100, 10), 0.1))[0]
+    nan = spread.copy()
+    nan[5, 2] = np.nan
+    assert uninformative_reasons(nan) == ["the float model's outputs contain NaN"]
+    ninety = spread.copy()
+    ninety[:90, 1] += 100.0  # exactly 90 %: still informative (the bound is "more than")
+    ninety[90:, 7] += 100.0
+    assert uninformative_reasons(ninety) == []
+
+
+def test_uninformative_agreement_fails_even_at_100_percent(kws):
+    data, model, x = kws
+    micro = MicroRunner(data, model).run(x).astype(np.float32)
+    constant = np.tile(micro[:1], (len(x), 1))  # a "float model" with one answer for everything
+    micro_one = np.tile(micro[:1], (len(x), 1))
+    result = verify(data, model, get_profile("stm32l4r5"), x, float_outputs=constant,
+                    real_data=False, micro_runner=_FixedRunner(data, model, micro_one))
+    assert result["agreement"]["value"] == 1.0 and not result["agreement"]["informative"]
+    assert not result["checks"]["agreement_informative"]["passed"] and not result["passed"]
+    assert any(f.startswith("agreement is uninformative") for f in result["failures"])
+
+
+class _FixedRunner(MicroRunner):
+    """A TFLite Micro runner whose end-to-end readout is fixed (the per-op gate runs for real)."""
+
+    def __init__(self, data, model, outputs):
+        super().__init__(data, model)
+        self._outputs = outputs.astype(np.int8)
+
+    def run_raw(self, x):
+        return self._outputs[: len(x)]
+
+
+def test_default_vs_micro_gate_fails_when_micro_answers_otherwise(kws):
+    data, model, x = kws
+    real = MicroRunner(data, model).run(x)
+    rolled = np.roll(real, 1, axis=-1)  # every top-1 moves to the next class
+    result = verify(data, model, get_profile("stm32l4r5"), x,
+                    micro_runner=_FixedRunner(data, model, rolled))
+    check = result["checks"]["default_vs_micro_top1"]
+    assert check["value"] == 0.0 and not check["passed"]
+
+
+def test_budget_and_latency_gates_fail(kws, tmp_path):
+    data, model, x = kws
+    boards = tmp_path / "boards.json"
+    boards.write_text(json.dumps({"tiny": dict(
+        description="too small", core="cortex-m4", clock_mhz=120, flash_bytes=48 * 1024,
+        ram_bytes=16 * 1024, flash_reserve_bytes=0, ram_margin_bytes=0, runtime="tflite-micro")}))
+    from edgezoo.edge.profiles import get_profile as profile_from
+
+    result = verify(data, model, profile_from("tiny", extra=boards), x, real_data=False,
+                    thresholds=DEFAULT_THRESHOLDS.replace(max_estimated_ms=0.001))
+    assert not result["checks"]["fits"]["passed"] and not result["checks"]["latency_estimate"]["passed"]
+    assert "does not fit tiny's flash: 53,936 of 49,152 bytes" in result["failures"]
+    assert any(f.startswith("does not fit tiny's RAM") for f in result["failures"])
+    assert result["thresholds"]["max_estimated_ms"] == 0.001
+
+
+def test_unknown_threshold_is_an_error():
+    with pytest.raises(EdgezooError, match=r"unknown thresholds \['top1'\]"):
+        DEFAULT_THRESHOLDS.replace(top1=0.5)
