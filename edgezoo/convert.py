@@ -74,9 +74,9 @@ def prepare_conversion(source, quantize="int8", target=None, calib=None, input_s
     check_quantization(quantize, micro=bool(profile and profile.micro))
     if recipe is not None:
         recipe.check_target(bool(profile and profile.micro))
+    model = load_keras_model(source, input_shape=input_shape, seed=seed)
     if quantize in ("int8", "int16x8") and calib is None:
         raise RecipeError(f"--quantize {quantize} needs calibration data. {CALIBRATION_HELP}")
-    model = load_keras_model(source, input_shape=input_shape, seed=seed)
     contract = model_contract(source, input_range)
     data = None if calib is None else load_for_model(calib, model.input_shape[1:], contract)
     if data is not None and quantize in ("int8", "int16x8") and not len(data.train):

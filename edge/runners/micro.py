@@ -136,7 +136,7 @@ class MicroRunner(Runner):
             np.save(work / "inputs.npy", x)
             (work / "job.json").write_text(json.dumps({"arena_size": int(self.arena_size),
                                                        "tensor": self.readout}))
-            env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
             try:
                 proc = subprocess.run([sys.executable, str(CHILD), tmp], capture_output=True,
                                       text=True, timeout=timeout, env=env)
@@ -239,7 +239,7 @@ def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
             batch.append({"id": k, "arena_size": int(runner.arena_size), "tensor": runner.readout,
                           "inputs": inputs is not None, "samples": int(samples), "seed": int(seed)})
         (work / "job.json").write_text(json.dumps({"batch": batch}))
-        env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         with open(work / "child.log", "w") as log:
             proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log, env=env)
         current, since, hung = None, time.monotonic(), None
