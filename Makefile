@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgezoo-installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow mutation-check bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
 
+# Each mutation in tools/mutation_check.py must make its named tests fail (not in `make test`).
+mutation-check: $(STAMP)
+	$(BIN)/python tools/mutation_check.py
+
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/micro_digits.py
+	$(BIN)/python bench/converters_mlperf.py
 
 clean:
 	rm -rf $(VENV) artifacts

@@ -78,7 +78,7 @@ class _Verifier:
         self.proc, self.lock = None, threading.Lock()
 
     def _start(self):
-        env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, env=env)
 

@@ -1,8 +1,8 @@
 """Per-operator comparison of TFLite Micro with LiteRT's reference kernels.
 
 Comparing the two runtimes end to end is wrong both ways: a known rounding
-difference of 1 LSB at one op (int8 FULLY_CONNECTED rounds exact ties
-differently) grows through a deep network to 2-3 LSB at the output, while a
+difference of 1 LSB at one op (int8 FULLY_CONNECTED requantizes with one
+rounding in LiteRT's reference kernel, two in TFLite Micro's) grows through a deep network to 2-3 LSB at the output, while a
 real fault shows only at the end, unlocated. ``compare_ops`` instead runs every
 operator alone, as a one-op model, in both runtimes on IDENTICAL inputs (the
 values LiteRT's reference run of the whole model computed for that op's
@@ -36,10 +36,18 @@ CHILD = Path(__file__).parent / "runners" / "_micro_child.py"
 
 # Ops whose reference kernels round differently in the two runtimes: op -> (LSB, reason).
 # Every other op is expected bit-exact on identical inputs. Widen only after measuring.
+# Measured (one-op models, identical inputs, tflite-micro 0.dev20261023, ai-edge-litert 2.3.0):
+# FULLY_CONNECTED 1 LSB on 0.7-2.5 % of outputs (MLPerf Tiny KWS and IC ResNet, an MLPerf AD
+# shaped MLP); BATCH_MATMUL 1 LSB on 1-2 of 262144 outputs (perceiver_micro, perceiver_io_micro,
+# 64 samples). Each differing value was recomputed from the int32 accumulator: LiteRT's matches
+# one rounding of acc * multiplier / 2^n, TFLite Micro's the two-step rounding (rounding doubling
+# high multiply, then rounding right shift). Every other op of the zoo's int8 micro models and of
+# the MLPerf models was bit-exact.
 OP_TOLERANCE_LSB = {
-    "FULLY_CONNECTED": (1, "int8 requantization rounds exact ties differently in TFLite Micro's "
-                           "reference kernel and LiteRT's BUILTIN_REF (1 LSB on ties)"),
-    "BATCH_MATMUL": (1, "same requantization tie rounding as FULLY_CONNECTED (1 LSB on ties)"),
+    "FULLY_CONNECTED": (1, "int8 requantization: TFLite Micro rounds twice (doubling high multiply, "
+                           "then shift), LiteRT's BUILTIN_REF once; 1 LSB near half-way values"),
+    "BATCH_MATMUL": (1, "same requantization rounding difference as FULLY_CONNECTED (1 LSB near "
+                        "half-way values)"),
 }
 EXACT = (0, "expected bit-exact: same reference arithmetic in both runtimes")
 FLOAT_RTOL = 1e-5  # float outputs: max |micro - reference| <= FLOAT_RTOL * max(1, max |reference|)
@@ -201,7 +209,7 @@ def _litert(model_bytes, preserve=False):
 
 
 def _run_litert(interpreter, feeds, fetch, samples):
-    """{tensor: (samples, *shape)} for the ``fetch`` tensors; ``feeds``: {tensor: (samples, *shape)}."""
+    """{tensor: (samples, *shape)} for the ``fetch`` tensors, given ``feeds`` shaped alike."""
     out = {j: [] for j in fetch}
     for n in range(samples):
         for j, values in feeds.items():
@@ -252,14 +260,16 @@ def run_micro_jobs(jobs, timeout=None):
         batch = []
         for k, job in enumerate(jobs):
             (work / f"opmodel_{k}.tflite").write_bytes(job.model_bytes)
-            np.savez(work / f"opin_{k}.npz", **{str(j): np.asarray(a) for j, a in enumerate(job.inputs)})
+            np.savez(work / f"opin_{k}.npz",
+                     **{str(j): np.asarray(a) for j, a in enumerate(job.inputs)})
             samples = len(job.inputs[0]) if job.inputs else 1
             batch.append({"id": k, "arena_size": int(job.arena_size), "inputs": len(job.inputs),
                           "outputs": int(job.num_outputs), "samples": int(samples)})
         (work / "ops_job.json").write_text(json.dumps({"op_batch": batch}))
-        env = {**os.environ, "PYTHONFAULTHANDLER": "0"}
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         with open(work / "child.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log, env=env)
+            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log,
+                                    env=env)
         current, since, hung = None, time.monotonic(), None
         while proc.poll() is None:
             time.sleep(0.01)
@@ -338,10 +348,13 @@ def _inputs_list(x, model_t, tensors, samples):
 def _difference(micro, ref):
     """(max LSB or None, max abs error, fraction of elements that differ)."""
     if micro.shape != ref.shape:
-        raise RuntimeFailure(f"output shapes differ: TFLite Micro {micro.shape}, LiteRT {ref.shape}")
+        raise RuntimeFailure(f"output shapes differ: TFLite Micro {micro.shape}, "
+                             f"LiteRT {ref.shape}")
     if ref.dtype.kind == "f":
         err = np.abs(micro.astype(np.float64) - ref.astype(np.float64))
-        return None, float(err.max()) if err.size else 0.0, float((err > 0).mean()) if err.size else 0.0
+        if not err.size:
+            return None, 0.0, 0.0
+        return None, float(err.max()), float((err > 0).mean())
     lsb = np.abs(micro.astype(np.int64) - ref.astype(np.int64))
     m = int(lsb.max()) if lsb.size else 0
     return m, float(m), float((lsb > 0).mean()) if lsb.size else 0.0
@@ -379,7 +392,8 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
         name = _op_name(model_t, op)
         ins = [j for j in _indices(op.inputs) if j >= 0]
         if name in _NOT_ALONE:
-            skipped.append({"index": i, "op": name, "reason": "cannot run alone (state or subgraphs)"})
+            skipped.append({"index": i, "op": name,
+                            "reason": "cannot run alone (state or subgraphs)"})
         elif not [j for j in ins if j not in const]:
             skipped.append({"index": i, "op": name, "reason": "constant inputs only"})
         else:
@@ -387,7 +401,7 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
     fetch = sorted({j for i in plan for field in (sg.operators[i].inputs, sg.operators[i].outputs)
                     for j in _indices(field) if j >= 0 and j not in const})
     readout = parsed.readout_tensor()
-    e2e_tensors = list(dict.fromkeys(_indices(sg.outputs) + ([readout] if readout is not None else [])))
+    e2e_tensors = list(dict.fromkeys(_indices(sg.outputs) + ([] if readout is None else [readout])))
     full = _litert(model_bytes, preserve=True)
     values = _run_litert(full, dict(zip(model_inputs, xs)),
                          sorted(set(fetch) | set(e2e_tensors)), n)
@@ -397,14 +411,14 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
     jobs, refs = [], []
     for i in plan:
         op = sg.operators[i]
-        data, remap = one_op_model(model_t, i)
-        sub = read_model_t(data).subgraphs[0]  # what the one-op model's subgraph lists, in order
+        one, remap = extract_ops(model_t, [i])
+        data, sub = pack_model(one), one.subgraphs[0]
         inverse = {new: old for old, new in remap.items()}
         sub_in = [inverse[j] for j in _indices(sub.inputs)]
         sub_out = [inverse[j] for j in _indices(sub.outputs)]
         feeds = {remap[j]: values[j] for j in sub_in}
-        one = _litert(data)
-        ref = _run_litert(one, feeds, [remap[j] for j in sub_out], n)
+        interpreter = _litert(data)  # one per one-op model, all samples
+        ref = _run_litert(interpreter, feeds, [remap[j] for j in sub_out], n)
         refs.append((i, sub_out, [ref[remap[j]] for j in sub_out]))
         tensor_bytes = sum(_tensor_bytes(sg.tensors[j]) for j in remap)
         jobs.append(MicroJob(f"op {i} {_op_name(model_t, op)}", data, [values[j] for j in sub_in],
@@ -426,13 +440,14 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
     rows = []
     for (i, sub_out, ref_outs), micro_outs in zip(refs, outputs[:-1]):
         op = parsed.operators[i]
-        lsb_allowed, reason = tolerance(op.op)
+        lsb_allowed = tolerance(op.op)[0]
         for j, ref_out, micro_out in zip(sub_out, ref_outs, micro_outs):
             details = parsed.tensors[j]
             max_lsb, max_abs, differing = _difference(np.asarray(micro_out), ref_out)
             extraction, _, _ = _difference(ref_out, values[j])
             if max_lsb is None:
-                allowed = FLOAT_RTOL * max(1.0, float(np.abs(ref_out).max()) if ref_out.size else 1.0)
+                peak = float(np.abs(ref_out).max()) if ref_out.size else 1.0
+                allowed = FLOAT_RTOL * max(1.0, peak)
                 passed = max_abs <= allowed
             else:
                 allowed = lsb_allowed
@@ -443,7 +458,7 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
                 "index": i, "op": op.op, "layer": op.layer, "tensor": details.name,
                 "tensor_index": j, "dtype": details.dtype, "max_lsb": max_lsb,
                 "max_abs_error": max_abs, "differing": differing, "tolerance": allowed,
-                "reason": reason, "passed": bool(passed),
+                "passed": bool(passed),
                 "extraction_exact": extraction == 0 if extraction is not None
                 else bool(np.array_equal(ref_out, values[j])),
             })
@@ -478,6 +493,7 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
         "ops": rows,
         "max_lsb_by_op": max_by_op,
         "tolerances": {op: lsb for op, (lsb, _) in OP_TOLERANCE_LSB.items()},
+        "tolerance_reasons": {op: reason for op, (_, reason) in OP_TOLERANCE_LSB.items()},
         "first_failure": first,
         "passed": not failing,
         "skipped": skipped,

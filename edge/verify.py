@@ -32,6 +32,7 @@ class Thresholds:
     max_lsb_default: int = 8  # LiteRT boards: default vs reference kernels, end to end
     max_top_class_share: float = 0.90  # float model's top class on more samples: uninformative
     min_output_std: float = 1e-6  # float outputs flatter than this: uninformative
+    min_classes_used: float = 0.5  # share of the classes each top-1 on >= 1 % of samples
     max_estimated_ms: float = None  # optional bound on the latency estimate
     per_op_samples: int = 8  # samples each op is compared on
 
@@ -85,6 +86,12 @@ def uninformative_reasons(float_outputs, thresholds=DEFAULT_THRESHOLDS):
                            f"{share:.1%} of the {len(y)} samples (> "
                            f"{thresholds.max_top_class_share:.0%}): these inputs are not data it "
                            "tells apart, so agreement on them says nothing")
+        used = int((counts >= 0.01 * len(y)).sum())
+        needed = max(2, int(np.ceil(thresholds.min_classes_used * y.shape[1])))
+        if y.shape[1] > 1 and used < needed:
+            reasons.append(f"the float model's top-1 falls on only {used} of its {y.shape[1]} "
+                           f"classes (on at least 1 % of the samples each; {needed} needed): "
+                           "these inputs exercise too little of it for agreement to mean much")
     return reasons
 
 

@@ -140,11 +140,13 @@ def test_data_is_brought_into_the_models_range(ic_h5, input_range, high):
 
 
 def test_digits_on_the_ic_model_is_flagged_uninformative(ic_h5, tmp_path):
-    """The IC model calls nearly every digit one class: agreement on digits says nothing."""
+    """The CIFAR-10 IC model calls digits (rescaled to its 0-255) class 2 or 3 (74 % / 25 %, measured):
+    agreement on digits says nothing about it."""
     report = convert_pipeline(ic_h5, tmp_path / "o", "int8", "stm32l4r5", "digits",
                               input_range="0,255", recipe=None)
     agreement = report["agreement"]
-    assert agreement["informative"] is False and "predicts class" in agreement["reasons"][0]
+    assert agreement["informative"] is False
+    assert "falls on only 2 of its 10 classes" in " ".join(agreement["reasons"])
     assert report["checks"]["agreement_informative"]["passed"] is False and not report["passed"]
     assert report["data"]["test"] == 360 and "grey repeated to 3 channels" in report["data"]["source"]
     assert "**uninformative**" in (tmp_path / "o" / "report.md").read_text()

@@ -12,7 +12,8 @@ def test_kws_runs_on_the_nrf52840(edge_check, mlperf_dir):
     result = edge_check(mlperf_dir / "kws_ref_model.tflite")
     assert result["device"] == "nrf52840" and result["runtime"] == "tflite-micro"
     assert result["max_lsb"] <= 1 and result["samples"] == 32
-    assert result["fits"] is True and result["arena_bytes"] == 24272
+    assert result["fits"] is True and result["arena_bytes"] == 24272  # recorded = bisected here
+    assert result["thresholds"]["top1_agreement"] == 0.98  # the one path's default
     assert result["budget"]["flash"]["used_bytes"] == 53936 + 131072
     assert result["macs"] == 2_656_768 and result["latency_estimate_ms"] > 0
 
@@ -105,6 +106,23 @@ def test_a_users_test_file(pytester, mlperf_dir, tmp_path):
         "*unknown target 'nrf52'. Did you mean nrf52840?*",
     ])
     assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.edgezoo_device("stm32l4r5")
+def test_the_agreement_gate_fails_a_model_that_disagrees(edge_check, digits_model, digits16):
+    """Negative control: the int8 model judged against a Keras model of other weights."""
+    import tf_keras as keras
+
+    model, tflite = digits_model
+    other = keras.models.clone_model(model)  # freshly initialised: it predicts other classes
+    x = digits16.test.x[:100]
+    with pytest.raises(pytest.fail.Exception,
+                       match=r"agrees with the float model on top-1 for \d+\.\d % of 100 samples "
+                             r"\(needed: 98\.0 %\)"):
+        edge_check(tflite, keras_model=other, x=x)
+    # the same model passes once the gate is lowered below what it measured
+    result = edge_check(tflite, keras_model=model, x=x, top1_agreement=0.5)
+    assert result["thresholds"]["top1_agreement"] == 0.5
 
 
 def test_the_marker_is_registered(pytester):

@@ -112,7 +112,14 @@ def test_uninformative_float_outputs():
     ninety = spread.copy()
     ninety[:90, 1] += 100.0  # exactly 90 %: still informative (the bound is "more than")
     ninety[90:, 7] += 100.0
-    assert uninformative_reasons(ninety) == []
+    assert len(uninformative_reasons(ninety)) == 1  # informative by share, but 2 of 10 classes
+    assert "falls on only 2 of its 10 classes" in uninformative_reasons(ninety)[0]
+    five = spread.copy()
+    five[np.arange(100), np.arange(100) % 5] += 100.0  # five classes of ten, evenly: enough
+    assert uninformative_reasons(five) == []
+    four = spread.copy()
+    four[np.arange(100), np.arange(100) % 4] += 100.0
+    assert "only 4 of its 10 classes" in uninformative_reasons(four)[0]
 
 
 def test_uninformative_agreement_fails_even_at_100_percent(kws):

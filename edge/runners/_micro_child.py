@@ -72,24 +72,27 @@ def _progress(work, line):
         os.close(fd)
 
 
-def run_batch(work, job):
+def _run_logged(work, entries, log_prefix, run_one):
+    """Run each entry with stdout/stderr (TFLite Micro's C++ prints there) sent to
+    <log_prefix>_<id>.txt, appending "<id> load|invoke|done|error" to progress.txt, so the
+    parent knows which model a crash or hang belongs to."""
     from tflite_micro.python.tflite_micro import runtime
 
     libc = ctypes.CDLL(None)
     saved = os.dup(1), os.dup(2)
-    for entry in job["batch"]:
+    for entry in entries:
         i = entry["id"]
         sys.stdout.flush()
         sys.stderr.flush()
         libc.fflush(None)
-        log = os.open(work / f"log_{i}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        log = os.open(work / f"{log_prefix}_{i}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
         _progress(work, f"{i} load")
         try:
-            _run_one(runtime, work, entry)
-        except Exception as exc:  # the parent reads the reason from log_<id>.txt
+            run_one(runtime, work, entry)
+        except Exception as exc:  # the parent reads the reason from the log
             print(f"EDGEZOO_CHILD_ERROR: {type(exc).__name__}: {exc}", file=sys.stderr)
             stage = "error"
         else:
@@ -100,6 +103,10 @@ def run_batch(work, job):
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         _progress(work, f"{i} {stage}")
+
+
+def run_batch(work, job):
+    _run_logged(work, job["batch"], "log", _run_one)
 
 
 def _run_op_model(runtime, work, entry):
@@ -125,36 +132,9 @@ def _run_op_model(runtime, work, entry):
 
 
 def run_op_batch(work, job):
-    """ops_job.json: many small models in one process, each logging to oplog_<id>.txt and
-    appending "<id> load|invoke|done|error" to progress.txt (a crash ends the process; the
-    parent names the model from the last stage)."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    libc = ctypes.CDLL(None)
-    saved = os.dup(1), os.dup(2)
-    for entry in job["op_batch"]:
-        i = entry["id"]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        libc.fflush(None)
-        log = os.open(work / f"oplog_{i}.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        _progress(work, f"{i} load")
-        try:
-            _run_op_model(runtime, work, entry)
-        except Exception as exc:  # the parent reads the reason from oplog_<id>.txt
-            print(f"EDGEZOO_CHILD_ERROR: {type(exc).__name__}: {exc}", file=sys.stderr)
-            stage = "error"
-        else:
-            stage = "done"
-        sys.stdout.flush()
-        sys.stderr.flush()
-        libc.fflush(None)
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        _progress(work, f"{i} {stage}")
+    """ops_job.json: many small models in one process, each logging to oplog_<id>.txt (a crash
+    ends the process; the parent names the model from the last stage in progress.txt)."""
+    _run_logged(work, job["op_batch"], "oplog", _run_op_model)
 
 
 def _arena_probe(runtime, model, x, size, log_path, timeout):

@@ -11,11 +11,15 @@ neighbours, and every crop lies wholly inside its split's band, so no two splits
 - test: columns [368, 640)
 
 (the bands are the fractions ``BANDS`` of each photograph's width). Crops are squares at three
-scales (for a 32x32 input: 32, 48 and 64 pixels a side), top-left corners drawn at random
-(seeded) without replacement from every position that fits in the band, resized to the input size
-by exact area averaging (antialiased; bilinear when a crop must be enlarged) and stored as raw
-pixel values in [0, 255] (float32; a model's input contract rescales them). Labels are -1: the
-photographs have none, so use them for ranges, agreement and distillation.
+scales: 32, 48 and 64 pixels a side for inputs up to 32x32, s, 1.5 s and 2 s for an s x s input
+up to 64x64, and 64, 96, 128 (the most the 128-pixel validation band holds) beyond. Top-left corners
+are drawn at random (seeded) without replacement from every position that fits in the band, and the
+crops resized to the input size by exact area averaging (antialiased; box averaging for integer
+factors; bilinear when a crop must be enlarged). Per photograph and scale: 200 calibration, 100
+validation, 400 test patches (1,200 / 600 / 2,400 in all), shuffled within each split. Values are
+raw pixels in [0, 255] (float32; a model's input contract rescales them): the splits take
+4,200 x s x s x 3 x 4 bytes (50 MB at 32x32, 2.5 GB at 224x224). Labels are -1: the photographs
+have none, so use them for ranges, agreement and distillation.
 
 ``natural_patch_rectangles`` exposes every crop's source rectangle, in the order of the patches.
 """
@@ -50,10 +54,13 @@ def _images(images):
 
 
 def _square_size(input_shape):
-    shape = tuple(int(s) for s in input_shape)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
     if len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3 or shape[0] < 1:
-        raise DataError(f"natural patches are square RGB (size, size, 3), got input shape "
-                        f"{tuple(input_shape)}")
+        named = tuple(input_shape) if np.iterable(input_shape) else input_shape
+        raise DataError(f"natural patches are square RGB (size, size, 3), got input shape {named}")
     return shape[0]
 
 
