@@ -8,8 +8,6 @@ import warnings
 
 import numpy as np
 
-from edgezoo.errors import DataError
-
 MIN_SAMPLES = 32
 
 
@@ -23,15 +21,10 @@ def check_calibration(samples, input_shape, reference=None):
     ``reference``: data the model will meet (held-out or training inputs), to
     compare value ranges against.
     """
-    input_shape = tuple(int(s) for s in input_shape)
-    samples = np.asarray(samples)
-    if samples.ndim != len(input_shape) + 1 or tuple(samples.shape[1:]) != input_shape:
-        raise DataError(f"calibration data has shape {samples.shape}; the model takes "
-                        f"(N, {', '.join(map(str, input_shape))})")
-    if len(samples) == 0:
-        raise DataError("calibration data is empty; int8 quantization needs representative samples")
-    if not np.all(np.isfinite(samples)):
-        raise DataError("calibration data contains NaN or infinite values")
+    from edgezoo.zoo.data.arrays import check_samples
+
+    # shape, emptiness, dtype, NaN/inf and magnitudes that overflow quantization scales
+    samples = check_samples(samples, "calibration data", input_shape)
     found = []
     flat = samples.reshape(len(samples), -1).astype(np.float64)
     if len(samples) < MIN_SAMPLES:

@@ -12,7 +12,6 @@ constant the C header gets.
 """
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 
 from edgezoo.converters.c_export import ALIGNMENT, ARENA_MARGIN, arena_constant
 from edgezoo.edge.runners.base import InputError
-from edgezoo.edge.runners.micro import CHILD, MicroRunner
+from edgezoo.edge.runners.micro import CHILD, MicroRunner, child_env
 from edgezoo.errors import RuntimeFailure
 
 PROBE_TIMEOUT_S = 60  # one prepare and invoke(s) at one arena size
@@ -54,10 +53,9 @@ def _run_child(model_bytes, sample, job, timeout):
         (work / "model.tflite").write_bytes(bytes(model_bytes))
         np.save(work / "inputs.npy", x)
         (work / "arena_job.json").write_text(json.dumps({**job, "probe_timeout": PROBE_TIMEOUT_S}))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         try:
             proc = subprocess.run([sys.executable, str(CHILD), tmp], capture_output=True,
-                                  text=True, timeout=timeout, env=env)
+                                  text=True, timeout=timeout, env=child_env())
         except subprocess.TimeoutExpired:
             raise RuntimeFailure(
                 f"the TFLite Micro arena search did not finish within {timeout:.0f} s"

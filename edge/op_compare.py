@@ -16,12 +16,10 @@ All TFLite Micro runs of one comparison happen in one child process
 import copy
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -30,9 +28,8 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, quantize_input
 from edgezoo.edge.runners.base import InputError
+from edgezoo.edge.runners.micro import CHILD, child_env, read_progress, watch_child
 from edgezoo.errors import RuntimeFailure
-
-CHILD = Path(__file__).parent / "runners" / "_micro_child.py"
 
 # Ops whose reference kernels round differently in the two runtimes: op -> (LSB, reason).
 # Every other op is expected bit-exact on identical inputs. Widen only after measuring.
@@ -57,7 +54,6 @@ _NOT_ALONE = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "WH
               "CALL", "STABLEHLO_COMPOSITE"}
 _BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "FLOAT16": 2, "INT16": 2, "UINT16": 2,
           "FLOAT64": 8, "UINT32": 4, "UINT64": 8, "COMPLEX64": 8}
-_STARTUP_S = 120
 
 
 def tolerance(op):
@@ -234,16 +230,6 @@ class MicroJob:
     layer: str = ""
 
 
-def _read_progress(work):
-    path = work / "progress.txt"
-    stages = {}
-    for line in (path.read_text().split("\n") if path.exists() else []):
-        if " " in line:
-            k, stage = line.split(" ", 1)
-            stages.setdefault(int(k), []).append(stage)
-    return stages
-
-
 def _job_label(job):
     where = f" (layer {job.layer!r})" if job.layer else ""
     return f"{job.name}{where}"
@@ -266,25 +252,11 @@ def run_micro_jobs(jobs, timeout=None):
             batch.append({"id": k, "arena_size": int(job.arena_size), "inputs": len(job.inputs),
                           "outputs": int(job.num_outputs), "samples": int(samples)})
         (work / "ops_job.json").write_text(json.dumps({"op_batch": batch}))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         with open(work / "child.log", "w") as log:
             proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log,
-                                    env=env)
-        current, since, hung = None, time.monotonic(), None
-        while proc.poll() is None:
-            time.sleep(0.01)
-            stages = _read_progress(work)
-            running = [k for k, s in stages.items() if s[-1] in ("load", "invoke")]
-            now = time.monotonic()
-            if running and running[-1] != current:
-                current, since = running[-1], now
-            limit = _STARTUP_S if current is None else (
-                timeout or 60 + 0.5 * batch[current]["samples"])
-            if now - since > limit:
-                proc.kill()
-                proc.wait()
-                hung = (current, limit)
-        stages = _read_progress(work)
+                                    env=child_env())
+        hung = watch_child(proc, work, lambda k: timeout or 60 + 0.5 * batch[k]["samples"])
+        stages = read_progress(work)
         results = []
         for k, job in enumerate(jobs):
             seen = stages.get(k, [])
@@ -378,7 +350,6 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
     from edgezoo.edge.runners.micro import check_micro_ops
 
     check_micro_ops(parsed)
-    start = time.perf_counter()
     model_t = read_model_t(model_bytes)
     sg = model_t.subgraphs[0]
     const = constant_tensors(model_t)
@@ -502,5 +473,4 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
                        "tensor": headline[0]["tensor"] if headline else None,
                        "note": "information only, not gated: per-op rounding differences grow "
                                "through the model"},
-        "wall_s": time.perf_counter() - start,
     }

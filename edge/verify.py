@@ -134,7 +134,6 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
         lsb_bytes = tflite if lsb_model is None else lsb_model
         per_op = compare_ops(lsb_bytes, parsed if lsb_model is None else read_tflite(lsb_bytes),
                              xq[: th.per_op_samples], micro=op_micro)
-        per_op.pop("wall_s", None)  # a wall time: reports stay identical for identical inputs
         if lsb_model is not None:
             per_op["model"] = "the same model before LUT compression (lossless)"
         result["per_op"] = per_op

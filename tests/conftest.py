@@ -32,3 +32,46 @@ def digits8():
     from edgezoo.zoo.data import load_digits
 
     return load_digits((8, 8, 1))
+
+
+def ad_autoencoder(seed=0):
+    """The MLPerf Tiny anomaly-detection autoencoder's architecture (640 -> [Dense 128, batch norm,
+    ReLU] x4 -> 8 -> x4 -> 640), random weights, batch-norm statistics away from the identity."""
+    import numpy as np
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((640,))
+    h = inp
+    for units in [128] * 4 + [8] + [128] * 4:
+        h = keras.layers.Dense(units)(h)
+        bn = keras.layers.BatchNormalization()
+        h = bn(h)
+        gamma, beta, mean, var = bn.get_weights()
+        bn.set_weights([rng.uniform(0.5, 2.0, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                        rng.normal(0, 0.5, mean.shape), rng.uniform(0.2, 3.0, var.shape)])
+        h = keras.layers.ReLU()(h)
+    return keras.Model(inp, keras.layers.Dense(640)(h))
+
+
+def shifted_micro(k):
+    """Negative control for the per-op gate: TFLite Micro's real outputs with ``k`` added to every
+    integer value, clipped to its type's range."""
+    import numpy as np
+
+    from edgezoo.edge import op_compare
+
+    def micro(jobs):
+        shifted = []
+        for outs in op_compare.run_micro_jobs(jobs):
+            row = []
+            for out in outs:
+                if out.dtype.kind in "iu":
+                    info = np.iinfo(out.dtype)
+                    out = np.clip(out.astype(np.int64) + k, info.min, info.max).astype(out.dtype)
+                row.append(out)
+            shifted.append(row)
+        return shifted
+
+    return micro

@@ -24,6 +24,8 @@ class ModelCheck:
     float_tflite_rel_diff: float
     report: dict
     runtimes: dict
+    tflite: bytes = b""
+    parsed: object = None
 
 
 def samples_for(model, n=16, seed=0):
@@ -73,6 +75,8 @@ def run_model_checks(model, tmp_path, x=None, target="nrf52840", calibration=Non
         float_tflite_rel_diff=float_tflite_rel_diff(model, x),
         report=report,
         runtimes=runtimes,
+        tflite=compressed.tflite,
+        parsed=parsed,
     )
 
 
@@ -86,6 +90,26 @@ def assert_model_checks(check, expected_output_shape):
     checks = check.runtimes["checks"]
     assert checks["micro_vs_reference_per_op"]["passed"], checks["micro_vs_reference_per_op"]
     assert check.report["fits"] is True and check.runtimes["passed"], check.runtimes["failures"]
+    assert_header_arena_runs(check)
+
+
+def assert_header_arena_runs(check):
+    """The C header's arena constant prepares and runs the model in TFLite Micro, and the bisected
+    minimum (which runs; 16 B less does not) lies within the stated margin below it."""
+    import re
+
+    from edgezoo.converters.c_export import render_header
+    from edgezoo.edge.arena import default_sample, probe_arenas
+
+    arena = check.runtimes["arena"]
+    header = render_header(check.parsed, arena)
+    constant = int(re.search(r"#define EDGEZOO_TENSOR_ARENA_SIZE (\d+)", header).group(1))
+    minimum = arena["minimum_bytes"]
+    assert minimum <= constant <= arena["arena_bytes"] * (1 + arena["margin"]) + arena["alignment"]
+    probes = probe_arenas(check.tflite, default_sample(check.parsed),
+                          [minimum - arena["alignment"], minimum, constant])
+    assert probes[constant][0] == "ok" and probes[minimum][0] == "ok", probes
+    assert probes[minimum - arena["alignment"]][0] != "ok", probes
 
 
 __all__ = ["ModelCheck", "assert_model_checks", "run_model_checks", "samples_for", "top1"]

@@ -16,25 +16,9 @@ from edgezoo.edge.arena import arena_summary, minimum_arena, probe_arenas
 from edgezoo.edge.loader import load_tflite
 from edgezoo.edge.runners.micro import MicroRunner
 
+from conftest import ad_autoencoder
+
 _CONSTANT = re.compile(r"#define EDGEZOO_TENSOR_ARENA_SIZE (\d+)")
-
-
-def _ad_autoencoder():
-    """MLPerf Tiny AD's architecture: 640 -> [Dense 128, BN, ReLU] x4 -> 8 -> x4 -> 640."""
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(0)
-
-    def block(x, units):
-        x = keras.layers.Dense(units)(x)
-        x = keras.layers.BatchNormalization()(x)
-        return keras.layers.ReLU()(x)
-
-    inputs = keras.Input((640,))
-    x = inputs
-    for units in [128] * 4 + [8] + [128] * 4:
-        x = block(x, units)
-    return keras.Model(inputs, keras.layers.Dense(640)(x))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +26,7 @@ def ad_models():
     from edgezoo.converters.quantize import convert
     from edgezoo.converters.rewrites import apply_micro_rewrites
 
-    model = _ad_autoencoder()
+    model = ad_autoencoder(seed=0)
     calib = np.random.default_rng(0).standard_normal((32, 640)).astype(np.float32)
     rewritten, applied = apply_micro_rewrites(model)
     assert "dense_as_conv1x1" in applied

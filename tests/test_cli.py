@@ -149,12 +149,17 @@ def test_convert_with_a_recipe_is_byte_identical(tmp_path):
     """Same recipe, model and data: the same .tflite and C array, and a report that says how."""
     args = ["convert", "resnest_micro", "--prune", "0.5", "--prune-schedule", "constant",
             "--finetune-epochs", "1", "--target", "nrf52840", "--calib", "digits"]
+    codes = []
     for out in ("a", "b"):
         code, stdout, err = edgezoo(*args, "--out", tmp_path / out)
-        assert code == 0, err
+        codes.append(code)
+        assert code in (0, 1), err
     for name in ("model.tflite", "model_data.cc", "model_data.h"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     report = json.loads((tmp_path / "a" / "report.json").read_text())
+    # an untrained model pruned and fine-tuned for one epoch no longer agrees with its random
+    # original (measured: 0.011): the report says so, and so does the exit code
+    assert not report["checks"]["agreement_top1"]["passed"] and codes == [1, 1]
     recipe = report["provenance"]["recipe"]
     assert recipe["prune"] == 0.5 and recipe["steps"] == ["prune", "quantize:int8"]
     assert report["provenance"]["seed"] == 0
@@ -163,7 +168,6 @@ def test_convert_with_a_recipe_is_byte_identical(tmp_path):
     pruned = [layer for layer, s in sparsity.items() if s > 0.4]
     assert len(pruned) >= 10 and all(abs(sparsity[layer] - 0.5) <= 0.02 for layer in pruned)
     assert report["fits"] is True and report["agreement"]["samples"] == 360
-    assert report["agreement"]["value"] >= 0.5  # one epoch on an untrained model: measured, not gated
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     page = (tmp_path / "a" / "report.md").read_text()
     assert "Steps: `prune` → `quantize:int8`" in page and "| 50.00 % |" in page

@@ -1,5 +1,4 @@
 """Plain int8 of the real MLPerf Tiny IC model (ResNet-8) against its official int8 file."""
-import numpy as np
 import pytest
 
 from edgezoo.convert import convert_model, load_keras_model

@@ -8,6 +8,8 @@ from edgezoo.edge.loader import load_tflite
 from edgezoo.edge.op_compare import OP_TOLERANCE_LSB, compare_ops, one_op_model, read_model_t
 from edgezoo.errors import RuntimeFailure
 
+from conftest import ad_autoencoder, shifted_micro
+
 MLPERF_MODELS = ("kws_ref_model.tflite", "pretrainedResnet_quant.tflite")
 ROUNDING_OPS = {"FULLY_CONNECTED", "BATCH_MATMUL"}
 
@@ -15,26 +17,6 @@ ROUNDING_OPS = {"FULLY_CONNECTED", "BATCH_MATMUL"}
 def _random_int8(model, n, seed=0):
     shape = model.inputs[0].shape[1:]
     return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)
-
-
-def shifted_micro(k):
-    """Negative control: the real TFLite Micro outputs with ``k`` added to every integer value,
-    clipped to its type's range."""
-
-    def micro(jobs):
-        outputs = op_compare.run_micro_jobs(jobs)
-        shifted = []
-        for outs in outputs:
-            row = []
-            for out in outs:
-                if out.dtype.kind in "iu":
-                    info = np.iinfo(out.dtype)
-                    out = np.clip(out.astype(np.int64) + k, info.min, info.max).astype(out.dtype)
-                row.append(out)
-            shifted.append(row)
-        return shifted
-
-    return micro
 
 
 @pytest.fixture(scope="module")
@@ -65,32 +47,12 @@ def test_mlperf_models_pass_and_only_fully_connected_differs(mlperf_dir, name):
     assert e2e["max_lsb"] is not None
 
 
-def _ad_autoencoder(seed):
-    """The MLPerf Tiny anomaly-detection autoencoder's architecture, random weights, BN statistics
-    away from the identity."""
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
-    inp = keras.Input((640,))
-    h = inp
-    for units in [128] * 4 + [8] + [128] * 4:
-        h = keras.layers.Dense(units)(h)
-        bn = keras.layers.BatchNormalization()
-        h = bn(h)
-        gamma, beta, mean, var = bn.get_weights()
-        bn.set_weights([rng.uniform(0.5, 2.0, gamma.shape), rng.normal(0, 0.5, beta.shape),
-                        rng.normal(0, 0.5, mean.shape), rng.uniform(0.2, 3.0, var.shape)])
-        h = keras.layers.ReLU()(h)
-    return keras.Model(inp, keras.layers.Dense(640)(h))
-
-
 def test_deep_mlp_grows_fc_rounding_end_to_end_but_passes_per_op():
     """A 1-LSB rounding difference at one FULLY_CONNECTED grows through ten of them: the end-to-end difference
     exceeds 1 LSB (seed 0: 2 LSB on 4 of these 8 samples) while every op is within 1."""
     from edgezoo.converters.quantize import make_converter
 
-    model = _ad_autoencoder(seed=0)
+    model = ad_autoencoder(seed=0)
     calibration = np.random.default_rng(0).normal(size=(100, 640)).astype(np.float32)
     converter = make_converter(model, "int8", calibration)
     converter._experimental_disable_per_channel = True  # per-tensor FULLY_CONNECTED, as MLPerf AD

@@ -136,10 +136,9 @@ class MicroRunner(Runner):
             np.save(work / "inputs.npy", x)
             (work / "job.json").write_text(json.dumps({"arena_size": int(self.arena_size),
                                                        "tensor": self.readout}))
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
             try:
                 proc = subprocess.run([sys.executable, str(CHILD), tmp], capture_output=True,
-                                      text=True, timeout=timeout, env=env)
+                                      text=True, timeout=timeout, env=child_env())
             except subprocess.TimeoutExpired:
                 raise RuntimeFailure(
                     f"TFLite Micro did not finish {len(x)} inference(s) within {timeout:.0f} s; "
@@ -215,7 +214,14 @@ def run_many(runners, inputs=None, samples=1, seed=0, timeout=None, chunk_size=1
     return results
 
 
-def _progress(work):
+def child_env():
+    """The environment of a TFLite Micro child: without PYTHONFAULTHANDLER (any value turns
+    Python's fault handler on), so a crash reaches the parent as the child's signal."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+
+
+def read_progress(work):
+    """{model id: [stages]} from a batch child's progress.txt ("<id> load|invoke|done|error")."""
     path = work / "progress.txt"
     lines = path.read_text().split("\n") if path.exists() else []
     stages = {}
@@ -224,6 +230,24 @@ def _progress(work):
             k, stage = line.split(" ", 1)
             stages.setdefault(int(k), []).append(stage)
     return stages
+
+
+def watch_child(proc, work, limit_for):
+    """Wait for a batch child; kill it when the model it is on runs past ``limit_for(id)`` seconds
+    (``_STARTUP_S`` before its first model). Returns (id, limit) of the hang, or None."""
+    current, since = None, time.monotonic()
+    while proc.poll() is None:
+        time.sleep(0.02)
+        running = [k for k, s in read_progress(work).items() if s[-1] in ("load", "invoke")]
+        now = time.monotonic()
+        if running and running[-1] != current:
+            current, since = running[-1], now
+        limit = _STARTUP_S if current is None else limit_for(current)
+        if now - since > limit:
+            proc.kill()
+            proc.wait()
+            return current, limit
+    return None
 
 
 def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
@@ -239,25 +263,12 @@ def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
             batch.append({"id": k, "arena_size": int(runner.arena_size), "tensor": runner.readout,
                           "inputs": inputs is not None, "samples": int(samples), "seed": int(seed)})
         (work / "job.json").write_text(json.dumps({"batch": batch}))
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
         with open(work / "child.log", "w") as log:
-            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log, env=env)
-        current, since, hung = None, time.monotonic(), None
-        while proc.poll() is None:
-            time.sleep(0.02)
-            stages = _progress(work)
-            running = [k for k, s in stages.items() if s[-1] in ("load", "invoke")]
-            now = time.monotonic()
-            if running and running[-1] != current:
-                current, since = running[-1], now
-            limit = _STARTUP_S if current is None else (
-                timeout or runners[current].timeout or 60 + 0.5 * (
-                    len(inputs[current]) if inputs is not None else samples))
-            if now - since > limit:
-                proc.kill()
-                proc.wait()
-                hung = (current, limit)
-        stages = _progress(work)
+            proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log,
+                                    env=child_env())
+        hung = watch_child(proc, work, lambda k: timeout or runners[k].timeout or 60 + 0.5 * (
+            len(inputs[k]) if inputs is not None else samples))
+        stages = read_progress(work)
         for k in pending:
             runner, seen = runners[k], stages.get(k, [])
             if not seen or seen[-1] not in ("done", "error"):
