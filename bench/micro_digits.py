@@ -108,7 +108,21 @@ def table(rows):
     return head + body
 
 
-def plot(rows):
+def legacy_table(rows):
+    """Rows of the former one-seed runs (before the verification path), kept until re-run."""
+    if not rows:
+        return ""
+    head = ("\nNot yet re-run over three seeds (one run each, seed 0, end-to-end LSB gate, recorded "
+            "arena only; measured before this benchmark's current form):\n\n"
+            "| model | params | float acc | int8 TFLite Micro acc | agreement | Micro vs ref (LSB, end "
+            "to end) | .tflite | arena (recorded) |\n|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['model']} | {r['params']:,} | {r['float_acc']:.4f} | {r['int8_micro_acc']:.4f} | "
+        f"{r['agreement']:.4f} | {r['micro_vs_ref_lsb']} | {r['tflite_bytes']:,} B | "
+        f"{r['arena_bytes']:,} B |\n" for r in sorted(rows, key=lambda r: r["model"]))
+
+
+def plot(rows, legacy=()):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,6 +133,10 @@ def plot(rows):
         acc = r["int8_micro_acc"]
         ax.errorbar(r["tflite_bytes"] / 1024, acc["mean"], yerr=acc["sd"], fmt="o", capsize=3)
         ax.annotate(r["model"], (r["tflite_bytes"] / 1024, acc["mean"]), fontsize=8)
+    for r in legacy:  # not yet re-run over three seeds: hollow, labelled
+        ax.scatter(r["tflite_bytes"] / 1024, r["int8_micro_acc"], facecolors="none", edgecolors="k")
+        ax.annotate(f"{r['model']} (1 seed, not re-run)", (r["tflite_bytes"] / 1024,
+                                                           r["int8_micro_acc"]), fontsize=7)
     from edgezoo.edge.profiles import load_profiles
 
     for i, p in enumerate(b for b in load_profiles().values() if b.micro):
@@ -147,7 +165,6 @@ def main(argv=None):
 
     names = [] if args.report_only else (args.models
                                          or [n for n in list_models() if n.endswith("_micro")])
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in names:
         runs = []
         for seed in args.seeds:  # each seed trains from scratch with deterministic ops
@@ -156,12 +173,16 @@ def main(argv=None):
             runs.append(run_one(report, timings))
             if seed == args.seeds[0]:  # sizes and speed columns come from the first seed
                 first = report, timings
-        results[name] = row(runs, *first)
-        print(json.dumps(results[name]))
         from edgezoo import files
 
+        # re-read before writing: two runs (one thread each) can fill the file side by side
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results[name] = row(runs, *first)
+        print(json.dumps(results[name]))
         files.write_text(RESULTS, json.dumps(results, indent=1) + "\n")
-    rows = [r for r in results.values() if "seeds" in r]  # rows of the one-seed format are dropped
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    rows = [r for r in results.values() if "seeds" in r]
+    legacy = [r for r in results.values() if "seeds" not in r]
     write_section("micro-digits", "## Micro variants on digits (int8, nrf52840)\n\n"
                   "Trained by `bench/micro_digits.py` from seeds 0, 1 and 2 (op determinism, one "
                   "intra-op and one inter-op thread: a seed gives the same report on every run), "
@@ -171,14 +192,14 @@ def main(argv=None):
                   "reference kernels op by op (`edgezoo.edge.op_compare`) on every seed; arena: "
                   "TFLite Micro's recorded total and the bisected smallest arena that runs. "
                   "Plot: `bench/results/micro_digits.png`.\n\n"
-                  + table(rows) + "\n"
+                  + table(rows) + legacy_table(legacy) + "\n"
                   "Speed: measured on this machine (batch 1, LiteRT on 1 thread, XNNPACK) and "
                   "estimated on each board from MACs and per-core constants "
                   "(`edge/core_costs.json`; estimates, not measurements). \"—\": LiteRT refused the "
                   "float .tflite with every kernel set (`litert_float_kernels` in "
                   "`bench/results/micro_digits.json` has its error); the int8 model is unaffected.\n\n"
-                  + speed_table(rows) + "\n")
-    plot(rows)
+                  + speed_table(rows + legacy) + "\n")
+    plot(rows, legacy)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,8 @@ def test_agreement_gate_fails_on_disagreeing_float_outputs(kws):
     assert any("agrees with the float model on top-1 for 50.0 % of 16 samples (needed: 98.0 %)" in f
                for f in result["failures"])
     same = np.eye(classes, dtype=np.float32)[micro.argmax(-1)] + wrong * 1e-3
-    assert verify(data, model, profile, x, float_outputs=same,
-                  real_data=False)["checks"]["agreement_top1"]["passed"] is not None
+    agreeing = verify(data, model, profile, x, float_outputs=same, real_data=False)
+    assert agreeing["checks"]["agreement_top1"] == {"value": 1.0, "limit": 0.98, "passed": True}
 
 
 def test_uninformative_float_outputs():

@@ -2,7 +2,7 @@
 it must then fail. Applies one mutation at a time to the working tree, runs only its tests, and
 restores the file whatever happens. Exit code 1 if any mutation survives.
 
-    make mutation-check        (about 5 minutes on 2 cores; not part of the default suite)
+    make mutation-check        (about a minute on 2 cores; not part of the default suite)
 """
 import subprocess
 import sys
