@@ -1,10 +1,12 @@
 """pytest plugin: ``@pytest.mark.edgezoo_device("nrf52840")`` and the ``edge_check`` fixture.
 
-A user's test says in a few lines that a .tflite runs on a board: it loads
-safely, its ops exist in the board's runtime, it fits flash and RAM, TFLite
-Micro agrees with LiteRT's reference kernels within ±1 LSB, and (given a Keras
-model and data) the int8 model agrees with it on top-1. Registered through the
-``pytest11`` entry point ``edgezoo``; heavy imports wait until a check runs.
+A user's test says in a few lines that a .tflite runs on a board, through
+edgezoo's one verification path (``edgezoo.edge.verify``, as ``edgezoo test``):
+it loads safely, its ops exist in the board's runtime, it fits flash and RAM
+with an arena TFLite Micro really runs with, TFLite Micro agrees with LiteRT's
+reference kernels op by op, and (given a Keras model and data) the int8 model
+agrees with it on top-1. Registered through the ``pytest11`` entry point
+``edgezoo``; heavy imports wait until a check runs.
 """
 import pytest
 

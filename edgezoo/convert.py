@@ -6,6 +6,7 @@ unusable calibration data, data the model's input contract cannot take, an
 unusable ``--out``); outputs are written at the end. Agreement is measured on
 the data's test split, which nothing calibrates, fine-tunes or chooses on.
 """
+import os
 import time
 from pathlib import Path
 
@@ -57,8 +58,6 @@ def check_out_dir(out_dir):
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file; give a folder (it is created if missing)")
     parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    import os
-
     if not os.access(parent, os.W_OK | os.X_OK):
         raise DataError(f"--out {out}: {parent} is not writable")
 
