@@ -19,7 +19,11 @@ def render_markdown(report):
     target = report.get("target")
     if target:
         verdict = "fits" if report.get("fits") else "does NOT fit"
-        lines += [f"**{report.get('model')} {verdict} `{target}`.**", ""]
+        checks = report.get("checks") or {}
+        failed = [name for name, c in checks.items() if not c["passed"]]
+        summary = ("" if not checks else "; every check passed" if not failed else
+                   f"; checks FAILED: {', '.join(failed)} ({len(failed)} of {len(checks)})")
+        lines += [f"**{report.get('model')} {verdict} `{target}`{summary}.**", ""]
     rows = [
         ("parameters", f"{report['params']:,}" if report.get("params") is not None else "—"),
         ("quantization", report.get("quantize", "—")),
