@@ -46,7 +46,7 @@ def recipe_for(name):
 
 def official_row():
     from edgezoo.convert import load_keras_model
-    from edgezoo.edge.verify import top1
+    from edgezoo.edge.verification import top1
     from edgezoo.edge.loader import load_tflite
     from edgezoo.edge.runners.micro import MicroRunner
     from edgezoo.zoo.data import load_natural_patches

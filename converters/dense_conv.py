@@ -1,6 +1,6 @@
 """TFLite Micro rewrite: Dense layers become 1x1 convolutions (``PointwiseDense``).
 
-TFLite Micro's int8 FULLY_CONNECTED rounds a few ties differently from
+TFLite Micro's int8 FULLY_CONNECTED requantizes a few values differently from
 LiteRT's reference kernel (about 0.2 % of elements off by one LSB), and in a
 transformer those one-LSB differences pass through LayerNorm's int8 RSQRT and
 grow to several LSBs at the logits. CONV_2D is bit-exact between the two

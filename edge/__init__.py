@@ -19,8 +19,8 @@ _EXPORTS = {
     "model_work": "edgezoo.edge.macs",
     "run_many": "edgezoo.edge.runners.micro",
     "total_macs": "edgezoo.edge.macs",
-    "verify": "edgezoo.edge.verify",
-    "Thresholds": "edgezoo.edge.verify",
+    "verify": "edgezoo.edge.verification",
+    "Thresholds": "edgezoo.edge.verification",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,7 +36,7 @@ class EdgeCheck:
         (quantized here) or already-quantized ones; without it, ``samples``
         seeded random inputs. ``keras_model`` (needs float ``x``): the int8 model
         must agree with it on top-1. ``thresholds``: any field of
-        ``edgezoo.edge.verify.Thresholds`` (``top1_agreement``, ``max_lsb_default``,
+        ``edgezoo.edge.verification.Thresholds`` (``top1_agreement``, ``max_lsb_default``,
         ``max_estimated_ms``, ...) overriding its default. Returns what was measured.
         """
         try:
@@ -51,7 +51,7 @@ class EdgeCheck:
 
         from edgezoo.edge.loader import load_tflite
         from edgezoo.edge.profiles import get_profile
-        from edgezoo.edge.verify import DEFAULT_THRESHOLDS, random_inputs, verify
+        from edgezoo.edge.verification import DEFAULT_THRESHOLDS, random_inputs, verify
         from edgezoo.errors import EdgezooError
 
         if device is None:

@@ -70,7 +70,7 @@ def recipe_from_args(args):
 
 
 def _thresholds(args):
-    from edgezoo.edge.verify import DEFAULT_THRESHOLDS
+    from edgezoo.edge.verification import DEFAULT_THRESHOLDS
 
     return DEFAULT_THRESHOLDS.replace(top1_agreement=args.min_agreement)
 

@@ -105,7 +105,7 @@ def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, lab
                       thresholds=None, inputs="", real_data=True):
     """The verification path on held-out samples ``x`` for a freshly converted model (the
     uncompressed bytes feed the per-op gate of a LUT-compressed one); merged into the report."""
-    from edgezoo.edge.verify import verify
+    from edgezoo.edge.verification import verify
 
     report = compressed.report
     decoded = (report.get("steps", {}).get("micro_compression") or {}).get("decompression_bytes")
@@ -162,7 +162,7 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
             report["quantization_debugger"] = quantization_error_summary(
                 model, dataset.train.x, micro=bool(profile and profile.micro))
     else:  # no held-out data: the board checks alone, on seeded random inputs
-        from edgezoo.edge.verify import random_inputs
+        from edgezoo.edge.verification import random_inputs
 
         verify_conversion(compressed, parsed, profile,
                           random_inputs(parsed.inputs[0], 32, recipe.seed), thresholds=thresholds,

@@ -53,7 +53,7 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=Non
     from edgezoo.edge.loader import load_tflite
     from edgezoo.edge.profiles import get_profile
     from edgezoo.edge.runners.litert import LiteRTRunner
-    from edgezoo.edge.verify import lut_compressed, random_inputs, verify
+    from edgezoo.edge.verification import lut_compressed, random_inputs, verify
     from edgezoo.zoo.data import DATASETS
     from edgezoo.zoo.data.contract import user_contract
     from edgezoo.zoo.data.sources import load_for_model

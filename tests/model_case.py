@@ -9,7 +9,7 @@ import tf_keras as keras
 from edgezoo.convert import convert_model
 from edgezoo.converters.quantize import convert
 from edgezoo.edge.profiles import get_profile
-from edgezoo.edge.verify import top1, verify
+from edgezoo.edge.verification import top1, verify
 
 FLOAT_TFLITE_RTOL = 1e-5  # float TFLite vs Keras, relative to the largest output magnitude
 

@@ -7,7 +7,7 @@ from edgezoo.converters import Recipe, compress
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.runners.micro import MicroRunner
 from edgezoo.edge.profiles import get_profile
-from edgezoo.edge.verify import top1, verify
+from edgezoo.edge.verification import top1, verify
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.micro_ops import micro_op_table
 from edgezoo.edge.runners.micro import check_micro_ops
 from edgezoo.edge.profiles import get_profile
-from edgezoo.edge.verify import verify
+from edgezoo.edge.verification import verify
 from edgezoo.errors import DataError, RecipeError, UnsupportedOpsError, UnsupportedQuantizationError
 from edgezoo.zoo import create_model
 

@@ -6,7 +6,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("strategy, replicas", [("mirrored", 2), ("multiworker", 1)])
+@pytest.mark.parametrize("strategy, replicas", [
+    pytest.param("mirrored", 2, marks=pytest.mark.slow),  # about 40 s; multiworker covers the path
+    ("multiworker", 1)])
 def test_train_with_a_strategy(tmp_path, strategy, replicas):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}  # multiworker: one local worker
     proc = subprocess.run(

@@ -68,7 +68,7 @@ def test_best_recipe_is_smaller_and_agrees_as_well_as_the_official_file(mlperf_d
     from the float model (the patches have no labels), int8, TFLite Micro LUT compression."""
     from edgezoo.convert import convert_pipeline
     from edgezoo.converters.recipe import Recipe
-    from edgezoo.edge.verify import top1
+    from edgezoo.edge.verification import top1
     from edgezoo.edge.runners.micro import MicroRunner
 
     recipe = Recipe.from_file(ROOT / "recipes" / "mlperf_ic_best.json")

@@ -307,6 +307,7 @@ def test_micro_variants_through_shared_checks(name, tmp_path):
     assert check.report["arena_bytes"] <= 256 * 1024
 
 
+@pytest.mark.slow  # about 35 s; the classification variants run the shared checks in the default suite
 def test_dense_head_float_tflite_and_micro_vs_reference(tmp_path):
     """The per-pixel head: Keras = float TFLite, TFLite Micro = LiteRT reference kernels (+-1 LSB),
     and the dequantized int8 map close to float (top-1 over a flat map would mean nothing)."""
@@ -314,7 +315,7 @@ def test_dense_head_float_tflite_and_micro_vs_reference(tmp_path):
     from edgezoo.converters.tflite_model import dequantize_output
     from edgezoo.edge.profiles import get_profile
     from edgezoo.edge.runners.micro import MicroRunner
-    from edgezoo.edge.verify import verify
+    from edgezoo.edge.verification import verify
 
     keras.utils.set_random_seed(0)
     model = create_model("perceiver_io_micro", decoder="dense", num_classes=3)

@@ -6,9 +6,9 @@ result lists the thresholds it used. What is compared with what:
 
 - TFLite Micro against LiteRT's reference kernels, op by op on identical inputs
   (``edge.op_compare``): bit-exact, except at ops whose two reference kernels are
-  known to round ties differently (``OP_TOLERANCE_LSB``); the first op over its
+  known to requantize differently (``OP_TOLERANCE_LSB``); the first op over its
   tolerance is named. The end-to-end difference is reported, not gated: a 1-LSB
-  tie at one FULLY_CONNECTED can grow through a deep graph without any fault.
+  difference at one FULLY_CONNECTED can grow through a deep graph without any fault.
 - LiteRT's default kernels (XNNPACK) against TFLite Micro: top-1 only, on data.
 - The converted model against the float model on held-out data: top-1, marked
   uninformative (and failed) when the float outputs cannot tell a good model from
