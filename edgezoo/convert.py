@@ -188,7 +188,7 @@ def write_outputs(out_dir, data, report, parsed=None, timings=None):
     files.write_bytes(out_dir / "model.tflite", data)
     if parsed is not None:
         files.write_text(out_dir / "model_data.h",
-                         render_header(parsed, report.get("arena") or report.get("arena_bytes")))
+                         render_header(parsed, report.get("arena")))
         files.write_text(out_dir / "model_data.cc", render_source(data))
     write_reports(out_dir, report)
     if timings is not None:
