@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from edgezoo.converters.graph import layers_where, rewrite_layers
+
 BOUND_RANGE = 20.0
 SOFTPLUS_FIT = (1.17956074, 1.05640025, 0.20429237, 3.10625241)
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -132,9 +134,10 @@ def activation_name(activation):
 
 
 def activation_layers(model, name):
-    """Layers of ``model`` whose activation (Activation layer or fused) is ``name``."""
-    return [layer for layer in model.layers
-            if activation_name(layer.get_config().get("activation")) == name]
+    """Layers of ``model`` (nested models included) whose activation (Activation layer or fused)
+    is ``name``."""
+    return layers_where(model,
+                        lambda layer: activation_name(layer.get_config().get("activation")) == name)
 
 
 def max_deviation(name, lo, hi, points=20001):
@@ -151,15 +154,13 @@ def rewrite_activation(model, name):
         return model
     replacement = MICRO_ACTIVATIONS[name][0]
 
-    def clone(layer):
+    def replace(layer):
         config = layer.get_config()
-        if activation_name(config.get("activation")) == name:
-            config["activation"] = replacement
-        return layer.__class__.from_config(config)
+        if activation_name(config.get("activation")) != name:
+            return None
+        return layer.__class__.from_config({**config, "activation": replacement})
 
-    rewritten = keras.models.clone_model(model, clone_function=clone)
-    rewritten.set_weights(model.get_weights())
-    return rewritten
+    return rewrite_layers(model, replace)
 
 
 def rewrite_mish(model):

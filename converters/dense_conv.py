@@ -8,24 +8,26 @@ runtimes, and the maths and weights are unchanged.
 """
 import tf_keras as keras
 
+from edgezoo.converters.graph import layers_where, rewrite_layers
 from edgezoo.zoo.layers import PointwiseDense
 
 
-def _clone_as_pointwise(layer):
+def _is_target(layer):
+    return type(layer) is keras.layers.Dense or "pointwise_projections" in layer.get_config()
+
+
+def _as_pointwise(layer):
+    if not _is_target(layer):
+        return None
     config = layer.get_config()
     if type(layer) is keras.layers.Dense:
         return PointwiseDense.from_config(config)
-    if "pointwise_projections" in config:  # zoo layers that own Dense projections
-        return layer.__class__.from_config({**config, "pointwise_projections": True})
-    return layer.__class__.from_config(config)
+    return layer.__class__.from_config({**config, "pointwise_projections": True})  # zoo layers
 
 
 def dense_to_pointwise(model):
-    """Model -> Model: every Dense (and zoo attention projections) becomes a 1x1 convolution."""
-    targets = [l for l in model.layers
-               if type(l) is keras.layers.Dense or "pointwise_projections" in l.get_config()]
-    if not targets:
+    """Model -> Model: every Dense (and zoo attention projections) becomes a 1x1 convolution,
+    nested models included."""
+    if not layers_where(model, _is_target):
         return model
-    rewritten = keras.models.clone_model(model, clone_function=_clone_as_pointwise)
-    rewritten.set_weights(model.get_weights())
-    return rewritten
+    return rewrite_layers(model, _as_pointwise)

@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from edgezoo.converters.graph import layers_where, model_nodes, node_input, rewrite_layers, walk
+
 GELU_A = 1.6003142
 GELU_B = 0.0694018
 MAX_DEVIATION = 2.8e-4  # the bound promised (README, micro_gelu) over the calibration range
@@ -50,8 +52,9 @@ def _is_gelu(activation):
 
 
 def gelu_layers(model):
-    """Layers of ``model`` whose activation is GELU (Activation layers or fused activations)."""
-    return [layer for layer in model.layers if _is_gelu(layer.get_config().get("activation"))]
+    """Layers of ``model`` (nested models included) whose activation is GELU (Activation layers
+    or fused activations)."""
+    return layers_where(model, lambda layer: _is_gelu(layer.get_config().get("activation")))
 
 
 def rewrite_gelu(model):
@@ -59,15 +62,13 @@ def rewrite_gelu(model):
     if not gelu_layers(model):
         return model
 
-    def clone(layer):
+    def replace(layer):
         config = layer.get_config()
-        if _is_gelu(config.get("activation")):
-            config["activation"] = micro_gelu
-        return layer.__class__.from_config(config)
+        if not _is_gelu(config.get("activation")):
+            return None
+        return layer.__class__.from_config({**config, "activation": micro_gelu})
 
-    rewritten = keras.models.clone_model(model, clone_function=clone)
-    rewritten.set_weights(model.get_weights())
-    return rewritten
+    return rewrite_layers(model, replace)
 
 
 def gelu_input_range(model, samples, batch_size=64):
@@ -79,18 +80,49 @@ def layers_input_range(model, layers, samples, batch_size=64):
     """(min, max) of the values entering the activation of ``layers`` on ``samples`` (None if no
     layers). Activation layers see their input; for a layer with a fused activation the
     pre-activation is recomputed by a linear copy of that layer.
+
+    Every call of each layer in ``model``'s own graph counts (nested models
+    included); calls from other models that share the layer object (TFMOT's
+    strip steps leave such layers) do not.
     """
     if not layers:
         return None
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    inputs = probe.predict(samples, batch_size=batch_size, verbose=0)
-    inputs = inputs if isinstance(inputs, list) else [inputs]
     lo, hi = np.inf, -np.inf
-    for layer, x in zip(layers, inputs):
+    for layer, x in _calls_inputs(model, layers, samples, batch_size):
         if not isinstance(layer, keras.layers.Activation):
-            linear = layer.__class__.from_config({**layer.get_config(), "activation": None})
-            linear.build(x.shape)
-            linear.set_weights(layer.get_weights())
-            x = linear(x).numpy()
-        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+            x = _pre_activation(layer, x)
+        for value in tf.nest.flatten(x):
+            lo, hi = min(lo, float(np.min(value))), max(hi, float(np.max(value)))
     return lo, hi
+
+
+def _calls_inputs(model, layers, samples, batch_size):
+    """(layer, the arrays its call received) for every call in ``model``'s graph of each of
+    ``layers``, descending into nested models through the inputs of their calls."""
+    wanted = {id(layer) for layer in layers}
+    probes = []  # (layer or nested model, input structure of one of its calls in ``model``)
+    for owner, layer in walk(model):
+        if owner is not model:
+            continue
+        holds = isinstance(layer, keras.Model) and any(id(l) in wanted for _, l in walk(layer))
+        if id(layer) in wanted or holds:
+            probes.extend((layer, node_input(node)) for node in model_nodes(model, layer))
+    if not probes:
+        return
+    flat = [t for _, structure in probes for t in tf.nest.flatten(structure)]
+    values = keras.Model(model.inputs, flat).predict(samples, batch_size=batch_size, verbose=0)
+    values = iter(values if isinstance(values, list) else [values])
+    for layer, structure in probes:
+        x = tf.nest.pack_sequence_as(structure, [next(values) for _ in tf.nest.flatten(structure)])
+        if id(layer) in wanted:
+            yield layer, x
+        else:
+            yield from _calls_inputs(layer, layers, x, batch_size)
+
+
+def _pre_activation(layer, x):
+    """What ``layer`` computes before its fused activation, on arrays ``x``."""
+    linear = layer.__class__.from_config({**layer.get_config(), "activation": None})
+    linear(tf.nest.map_structure(lambda a: a[:1], x))  # builds it for x's shapes
+    linear.set_weights(layer.get_weights())
+    return tf.nest.map_structure(np.asarray, linear(x))

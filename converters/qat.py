@@ -13,6 +13,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from edgezoo.converters.finetune import classification_loss, finetune, require_graph_model
+from edgezoo.converters.graph import model_nodes
 from edgezoo.converters.quantize_configs import (
     ACTIVATION_CONFIGS,
     CUSTOM_OBJECTS,
@@ -46,8 +47,12 @@ def _activation_name(layer):
     return getattr(layer.activation, "__name__", str(layer.activation))
 
 
-def layer_config(layer, preserve=None):
+def layer_config(layer, preserve=None, model=None):
     """The QuantizeConfig edgezoo supplies for ``layer``, or None where TFMOT's own applies.
+
+    ``model``: the model ``layer`` is quantized in; what a layer is folded into
+    is read from that model's calls of it alone (a layer TFMOT's strip steps
+    left shared also has calls in the wrapped model, after a TFMOT wrapper).
 
     Raises RecipeError for a layer neither knows.
     """
@@ -68,7 +73,8 @@ def layer_config(layer, preserve=None):
     if tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry().supports(layer):
         return None
     if type(layer) in FOLDED_INTO:
-        before = {type(node.inbound_layers) for node in layer._inbound_nodes}
+        nodes = layer._inbound_nodes if model is None else model_nodes(model, layer)
+        before = {type(node.inbound_layers) for node in nodes}
         if before and all(issubclass(b, FOLDED_INTO[type(layer)]) for b in before):
             return None
         raise RecipeError(
@@ -97,7 +103,7 @@ def check_qat(model, preserve=None):
                 f"quantization-aware training: layer {layer.name!r} is a nested model "
                 f"({type(layer).__name__}); TFMOT wraps layers one level deep: flatten it into "
                 "the outer functional model")
-        layer_config(layer, preserve)
+        layer_config(layer, preserve, model)
         if preserve and type(layer) in PRESERVE_UNSUPPORTED:
             raise RecipeError(
                 f"preserve={preserve!r}: layer {layer.name!r} ({type(layer).__name__}) cannot keep "
@@ -112,7 +118,7 @@ def annotate(model, preserve=None):
 
     def wrap(layer):
         clone = layer.__class__.from_config(layer.get_config())
-        config = layer_config(layer, preserve)
+        config = layer_config(layer, preserve, model)
         return tfmot.quantization.keras.quantize_annotate_layer(clone, config)
 
     with qat_scope():

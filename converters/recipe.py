@@ -6,8 +6,6 @@ whole before any work starts, so a contradiction (2:4 sparsity with
 half an hour into fine-tuning.
 """
 import dataclasses
-import json
-from pathlib import Path
 
 from edgezoo.converters.quantize import MICRO_REFUSES, QUANTIZATION_MODES
 from edgezoo.errors import RecipeError
@@ -158,14 +156,9 @@ class Recipe:
 
     @classmethod
     def from_file(cls, path):
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise RecipeError(f"recipe file {path} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"recipe file {path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        from edgezoo.files import read_json
+
+        return cls.from_dict(read_json(path, "recipe file", RecipeError))
 
     def replace(self, **changes):
         """A new recipe with ``changes`` (None values leave a field as it is)."""

@@ -12,6 +12,8 @@ calls (TFOpLambda) of rank above 4 whenever merging lowers the rank.
 import tensorflow as tf
 import tf_keras as keras
 
+from edgezoo.converters.graph import model_nodes, rewrite_layers, walk
+
 MAX_RANK = 4  # transposes of this rank or less are left alone
 
 
@@ -86,13 +88,13 @@ class MicroTranspose(keras.layers.Layer):
         return {**super().get_config(), "perm": list(self.perm)}
 
 
-def _transpose_perm(layer):
-    """The full permutation (with batch axis) of a Permute or tf.transpose layer, else None."""
+def _node_perm(layer, node):
+    """The full permutation (with batch axis) of one call of a Permute or tf.transpose layer,
+    else None."""
     if type(layer) is keras.layers.Permute:
         return [0, *layer.dims]
     config = layer.get_config()
     if type(layer).__name__ == "TFOpLambda" and config.get("function", "").endswith("transpose"):
-        node = layer.inbound_nodes[0]
         perm = node.call_kwargs.get("perm", node.call_args[1] if len(node.call_args) > 1 else None)
         if perm is None or node.call_kwargs.get("conjugate"):
             return None
@@ -100,17 +102,26 @@ def _transpose_perm(layer):
     return None
 
 
+def _node_shape(node):
+    shape = node.input_shapes
+    shape = list(shape[0] if isinstance(shape, list) else shape)
+    shape[0] = 1 if shape[0] is None else shape[0]  # conversion traces at batch size 1
+    return shape
+
+
 def _targets(model):
+    """{id(layer): perm} of the transposes above 4-D that merging lowers in rank, read from the
+    calls in the graph that holds each layer (nested models included): one permutation for
+    every such call, each of whose ranks drops."""
     targets = {}
-    for layer in model.layers:
-        perm = _transpose_perm(layer)
-        if perm is None or len(perm) <= MAX_RANK or len(layer.inbound_nodes) != 1:
+    for owner, layer in walk(model):
+        nodes = model_nodes(owner, layer)
+        perms = [_node_perm(layer, node) for node in nodes]
+        perm = perms[0] if perms else None
+        if perm is None or len(perm) <= MAX_RANK or any(p != perm for p in perms):
             continue
-        shape = layer.inbound_nodes[0].input_shapes
-        shape = list(shape[0] if isinstance(shape, list) else shape)
-        shape[0] = 1 if shape[0] is None else shape[0]  # conversion traces at batch size 1
-        if reduced_rank(shape, perm) < len(perm):
-            targets[layer.name] = perm
+        if all(reduced_rank(_node_shape(node), perm) < len(perm) for node in nodes):
+            targets[id(layer)] = perm
     return targets
 
 
@@ -120,11 +131,8 @@ def rewrite_transposes(model):
     if not targets:
         return model
 
-    def clone(layer):
-        if layer.name in targets:
-            return MicroTranspose(targets[layer.name], name=layer.name)
-        return layer.__class__.from_config(layer.get_config())
+    def replace(layer):
+        perm = targets.get(id(layer))
+        return None if perm is None else MicroTranspose(perm, name=layer.name)
 
-    rewritten = keras.models.clone_model(model, clone_function=clone)
-    rewritten.set_weights(model.get_weights())
-    return rewritten
+    return rewrite_layers(model, replace)

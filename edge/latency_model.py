@@ -99,12 +99,26 @@ def op_cycles(work, costs):
     return compute + costs.cycles_per_op
 
 
+def no_estimate_reason(profile):
+    """Why ``profile`` (a DeviceProfile) gets no latency estimate, or None when it gets one."""
+    if not profile.clock_mhz:
+        return f"{profile.name} has no clock frequency (clock_mhz {profile.clock_mhz:g})"
+    cores = cost_table()["cores"]
+    if profile.core not in cores:
+        return f"core {profile.core!r} has no cycle model; known: {', '.join(sorted(cores))}"
+    return None
+
+
 def estimate_latency(model, profile, model_bytes=None):
-    """LatencyEstimate of the parsed ``model`` on ``profile`` (a DeviceProfile or its name)."""
+    """LatencyEstimate of the parsed ``model`` on ``profile`` (a DeviceProfile or its name).
+
+    Raises ProfileError with ``no_estimate_reason`` when the board has no clock or its core
+    no cycle model (``verify`` reports that reason instead of dropping the estimate)."""
     if not isinstance(profile, DeviceProfile):
         profile = get_profile(profile)
-    if not profile.clock_mhz:
-        raise ProfileError(f"profile {profile.name!r} has no clock_mhz: cannot turn cycles into time")
+    reason = no_estimate_reason(profile)
+    if reason is not None:
+        raise ProfileError(reason)
     costs = core_costs(profile.core)
     works = model_work(model, model_bytes)
     ops = tuple({**w.as_dict(), "cycles": op_cycles(w, costs)} for w in works)

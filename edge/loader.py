@@ -21,6 +21,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, read_tflite
+from edgezoo.edge.safe_load import check_tflite_ops
 from edgezoo.errors import ModelFileError
 
 # Bits per element of fixed-size tensor types; STRING, RESOURCE and VARIANT have no fixed size.
@@ -343,9 +344,15 @@ def check_structure(data, source="model"):
 
 
 def load_tflite(source):
-    """(bytes, parsed model) of a verified, consistent .tflite from a path or bytes."""
+    """(bytes, parsed model) of a verified, consistent .tflite from a path or bytes.
+
+    Flex (SELECT_TF_OPS) and unknown custom ops are refused first, before LiteRT's verifier
+    builds an interpreter from the bytes (``edgezoo.edge.safe_load.check_tflite_ops``), and
+    again, strictly, once the flatbuffer is verified."""
     data = read_model_bytes(source)
     name = str(source) if not isinstance(source, (bytes, bytearray, memoryview)) else "model"
+    check_tflite_ops(data, name)
     verify_flatbuffer(data, name)
     check_structure(data, name)
+    check_tflite_ops(data, name, verified=True)
     return data, read_tflite(data)

@@ -61,11 +61,10 @@ def load_profiles(extra=None):
     text = resources.files("edgezoo.edge").joinpath("profiles.json").read_text()
     profiles = {n: _parse(n, f, "profiles.json") for n, f in json.loads(text).items()}
     if extra is not None:
+        from edgezoo.files import read_json
+
         path = Path(extra)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ProfileError(f"cannot read profile file {path}: {exc}") from None
+        data = read_json(path, "profile file", ProfileError)
         if not isinstance(data, dict):
             raise ProfileError(f"profile file {path} must hold a JSON object of name -> fields")
         profiles.update({n: _parse(n, f, str(path)) for n, f in data.items()})

@@ -7,7 +7,14 @@ with an arena TFLite Micro really runs with, TFLite Micro agrees with LiteRT's
 reference kernels op by op, and (given a Keras model and data) the int8 model
 agrees with it on top-1. Registered through the ``pytest11`` entry point
 ``edgezoo``; heavy imports wait until a check runs.
+
+A relative .tflite path given to ``edge_check``, and a relative ``profiles=`` path in
+the marker, are resolved against the folder of the test file (as a test's data files
+sit beside it), not the directory pytest was started in.
 """
+import os
+from pathlib import Path
+
 import pytest
 
 MARKER = "edgezoo_device"
@@ -22,10 +29,19 @@ def pytest_configure(config):
 
 
 class EdgeCheck:
-    """Callable behind the ``edge_check`` fixture; ``device`` comes from the test's marker."""
+    """Callable behind the ``edge_check`` fixture; ``device`` comes from the test's marker.
 
-    def __init__(self, device=None, profiles=None):
-        self.device, self.profiles = device, profiles
+    ``base``: the folder relative paths are resolved against (the fixture passes the test
+    file's folder; None: the current directory).
+    """
+
+    def __init__(self, device=None, profiles=None, base=None):
+        self.device, self.base = device, None if base is None else Path(base)
+        self.profiles = None if profiles is None else self._resolve(profiles)
+
+    def _resolve(self, path):
+        path = Path(path)
+        return path if path.is_absolute() or self.base is None else self.base / path
 
     def __call__(self, tflite, *, keras_model=None, x=None, labels=None, device=None, samples=32,
                  seed=0, **thresholds):
@@ -60,6 +76,13 @@ class EdgeCheck:
         if keras_model is not None and (x is None or np.asarray(x).dtype.kind != "f"):
             raise _Failed("edge_check(keras_model=...) needs float samples x to compare on")
         label = "the model" if isinstance(tflite, (bytes, bytearray)) else str(tflite)
+        where = "" if self.base is None else f" (a relative path is resolved against {self.base})"
+        if isinstance(tflite, (str, os.PathLike)):
+            given, tflite = tflite, self._resolve(tflite)
+            if not tflite.is_file():
+                raise _Failed(f"{given}: no such file: {tflite.absolute()}{where}")
+        if self.profiles is not None and not self.profiles.is_file():
+            raise _Failed(f"the profiles file {self.profiles.absolute()} does not exist{where}")
         try:
             limits = DEFAULT_THRESHOLDS.replace(**thresholds)
             profile = get_profile(device, extra=self.profiles)
@@ -81,7 +104,7 @@ class EdgeCheck:
             result["top1_agreement"] = result["agreement"]["value"]
         if "accuracy" in result:
             result["accuracy"] = next(v for k, v in result["accuracy"].items() if k != "float")
-        if "estimate_ms" in result.get("latency_estimate", {}):
+        if "estimate_ms" in result.get("latency_estimate", {}):  # None, with a reason, when dropped
             result["latency_estimate_ms"] = result["latency_estimate"]["estimate_ms"]
         if not result["passed"]:
             raise _Failed(f"{label} on {profile.name}:\n" +
@@ -96,8 +119,15 @@ class _Failed(Exception):
 @pytest.fixture
 def edge_check(request):
     """Check a .tflite on the board named by ``@pytest.mark.edgezoo_device(...)``."""
+    base = _test_folder(request)
     marker = request.node.get_closest_marker(MARKER)
     if marker is None:
-        return EdgeCheck()
+        return EdgeCheck(base=base)
     device = marker.args[0] if marker.args else marker.kwargs.get("name")
-    return EdgeCheck(device, marker.kwargs.get("profiles"))
+    return EdgeCheck(device, marker.kwargs.get("profiles"), base=base)
+
+
+def _test_folder(request):
+    """The folder of the test file using the fixture (``node.path``, pytest >= 7; else fspath)."""
+    path = getattr(request.node, "path", None) or getattr(request, "fspath", None)
+    return None if path is None else Path(str(path)).resolve().parent

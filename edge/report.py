@@ -15,6 +15,8 @@ def _pct(x):
 def render_markdown(report):
     """A short human-readable page for ``report`` (the dict written to report.json)."""
     lines = [f"# edgezoo report: {report.get('model', '?')}", ""]
+    if report.get("plot"):
+        lines += [f"![weights per layer and TFLite Micro error per op]({report['plot']})", ""]
     budget = report.get("budget") or {}
     target = report.get("target")
     if target:
@@ -59,9 +61,12 @@ def render_markdown(report):
     if "default_vs_micro_top1" in runtimes:
         rows.append(("LiteRT default (XNNPACK) vs TFLite Micro, top-1",
                      _pct(runtimes["default_vs_micro_top1"])))
-    estimate = (report.get("latency_estimate") or {}).get("estimate_ms")
+    latency = report.get("latency_estimate") or {}
+    estimate = latency.get("estimate_ms")
     if estimate is not None:
         rows.append((f"latency estimate on {target} (from MACs, not measured)", f"{estimate:.2f} ms"))
+    elif latency.get("reason"):  # dropped: say why
+        rows.append((f"latency estimate on {target}", f"none: {latency['reason']}"))
     lines += ["| what | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     lines += _check_lines(report)
     data = report.get("data") or {}

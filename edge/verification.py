@@ -10,11 +10,25 @@ result lists the thresholds it used. What is compared with what:
   tolerance is named. The end-to-end difference is reported, not gated: a 1-LSB
   difference at one FULLY_CONNECTED can grow through a deep graph without any fault.
 - LiteRT's default kernels (XNNPACK) against TFLite Micro: top-1 only, on data.
+- On a LiteRT board (rpi4): LiteRT's default kernels against its reference ones, end to end.
 - The converted model against the float model on held-out data: top-1, marked
   uninformative (and failed) when the float outputs cannot tell a good model from
   a bad one (one class for nearly every sample, constant, or NaN).
 - The arena: TFLite Micro's recorded total and the smallest arena it really
   prepares and invokes with (bisected), the larger one budgeted.
+
+LiteRT runs in a worker process (``IsolatedLiteRTRunner``), TFLite Micro in child
+processes: a model that passed the loader and then crashes a kernel or a delegate
+ends that process, not the caller. When LiteRT's default kernels (XNNPACK) refuse a
+model (an error at allocate or invoke, a crash or a hang; bit-flipped zero points
+do it) the result records ``runtimes["default"] = {"available": False, "reason": ...}``
+and the reference kernels are still compared. On a LiteRT board that FAILS the
+verdict (check ``litert_default_kernels``): the default kernels are what the board
+runs, so it cannot run the model. On a TFLite Micro board it is a note in
+``notes``, not a failure: the board never runs XNNPACK. When LiteRT's reference
+kernels refuse a model, nothing can be checked against them: ``verify`` raises
+``LiteRTRefusal`` (an EdgezooError), as it does when TFLite Micro refuses one.
+Every caller (``edgezoo test``, ``edge_check``) gets the same verdict from here.
 """
 import dataclasses
 
@@ -99,15 +113,34 @@ def _check(value, limit, passed, **detail):
     return {"value": value, "limit": limit, "passed": bool(passed), **detail}
 
 
-def _default_litert(tflite, parsed):
-    """LiteRT with its default kernels, or the reason it refuses the model (XNNPACK can)."""
-    from edgezoo.edge.runners.litert import LiteRTRunner
+DEFAULT_UNAVAILABLE = ("LiteRT default kernels (XNNPACK) unavailable for this model: {reason}; "
+                       "reference kernels still compared")
+
+
+def _default_litert(tflite, parsed, xq):
+    """LiteRT's default kernels (XNNPACK) on ``xq``, in the worker process: (outputs, None), or
+    (None, reason) when they refuse the model at allocate or invoke, or crash or hang on it."""
+    from edgezoo.edge.runners.litert import IsolatedLiteRTRunner, LiteRTRefusal
 
     try:
-        return LiteRTRunner(tflite, parsed, "default"), None
-    except (RuntimeError, ValueError) as exc:
-        return None, ("LiteRT's default kernels (XNNPACK) refused this model: "
-                      f"{str(exc).splitlines()[0]}; reference kernels are still compared")
+        return IsolatedLiteRTRunner(tflite, parsed, "default").run_raw(xq), None
+    except LiteRTRefusal as exc:
+        return None, exc.detail
+
+
+def _reference_litert(tflite, parsed, x, what):
+    """LiteRT's reference kernels on ``x``, in the worker process: (runner, quantized x, outputs).
+    When they refuse the model, nothing checks ``what`` against them: a LiteRTRefusal, which is
+    an EdgezooError (``edgezoo test`` exits 2, ``edge_check`` fails naming it)."""
+    from edgezoo.edge.runners.litert import IsolatedLiteRTRunner, LiteRTRefusal
+
+    try:
+        runner = IsolatedLiteRTRunner(tflite, parsed, "reference")
+        xq = runner.prepare_inputs(x)
+        return runner, xq, runner.run_raw(xq)
+    except LiteRTRefusal as exc:
+        exc.args = (f"{exc}; nothing to compare {what} with",)
+        raise
 
 
 def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner, op_micro,
@@ -132,8 +165,12 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
                               "for; verify the uncompressed .tflite for the per-op gate")
     else:
         lsb_bytes = tflite if lsb_model is None else lsb_model
-        per_op = compare_ops(lsb_bytes, parsed if lsb_model is None else read_tflite(lsb_bytes),
-                             xq[: th.per_op_samples], micro=op_micro)
+        lsb_parsed = parsed if lsb_model is None else read_tflite(lsb_bytes)
+        # compare_ops runs LiteRT in this process: the whole model first in the worker, so a
+        # model its reference kernels refuse or crash on is named here instead
+        _reference_litert(lsb_bytes, lsb_parsed, xq[: th.per_op_samples],
+                          "TFLite Micro's per-op results")
+        per_op = compare_ops(lsb_bytes, lsb_parsed, xq[: th.per_op_samples], micro=op_micro)
         if lsb_model is not None:
             per_op["model"] = "the same model before LUT compression (lossless)"
         result["per_op"] = per_op
@@ -145,11 +182,12 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
                 f"{op} {lsb}" for op, lsb in per_op.get("tolerances", {}).items()),
             per_op["passed"], first_failure=first, samples=per_op.get("samples"))
     if not lut:
-        default, refusal = _default_litert(tflite, parsed)
-        if default is None:
-            runtimes["default"] = refusal
+        default, refusal = _default_litert(tflite, parsed, xq)
+        runtimes["default"] = {"available": default is not None, "reason": refusal}
+        if default is None:  # not what a microcontroller runs: a fact, not a failure
+            result["notes"].append(DEFAULT_UNAVAILABLE.format(reason=refusal))
         else:
-            agree = float((top1(default.run_raw(xq)) == top1(out)).mean())
+            agree = float((top1(default) == top1(out)).mean())
             runtimes["default_vs_micro_top1"] = agree
             if real_data:  # on random inputs top-1 is a coin toss between near-equal logits
                 checks["default_vs_micro_top1"] = _check(agree, th.default_vs_micro_top1,
@@ -161,23 +199,21 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
 
 
 def _litert_checks(tflite, parsed, x, result, checks, th):
-    """A LiteRT board: its default kernels against the reference ones, end to end."""
-    from edgezoo.edge.runners.litert import LiteRTRunner
-
-    reference_runner = LiteRTRunner(tflite, parsed, "reference")
-    xq = reference_runner.prepare_inputs(x)
-    reference = reference_runner.run_raw(xq)
+    """A LiteRT board: its default kernels against the reference ones, end to end. The default
+    kernels are what the board runs: when they refuse the model, that check fails."""
+    reference_runner, xq, reference = _reference_litert(tflite, parsed, x,
+                                                        "LiteRT's default kernels")
     runtimes = result["runtimes"] = {}
-    default, refusal = _default_litert(tflite, parsed)
-    if default is None:
-        runtimes["default"] = refusal
+    out, refusal = _default_litert(tflite, parsed, xq)
+    runtimes["default"] = {"available": out is not None, "reason": refusal}
+    if out is None:
+        checks["litert_default_kernels"] = _check(False, True, False, reason=refusal)
         return reference, reference_runner.name
-    out = default.run_raw(xq)
     if out.dtype.kind in "iu":
         lsb = int(np.abs(out.astype(np.int64) - reference.astype(np.int64)).max())
         checks["default_vs_reference_lsb"] = _check(lsb, th.max_lsb_default, lsb <= th.max_lsb_default)
     runtimes["default_vs_reference_top1"] = float((top1(out) == top1(reference)).mean())
-    return out, default.name
+    return out, "litert-default"
 
 
 def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thresholds=None,
@@ -192,7 +228,11 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
     ``lsb_model``: bytes the per-op gate runs on instead (the uncompressed model of a
     LUT-compressed one). ``micro_runner`` / ``op_micro``: replace how TFLite Micro is
     run end to end / per op (negative controls). Returns a dict with ``checks``,
-    ``passed`` and ``failures`` (one line per failed check).
+    ``passed``, ``failures`` (one line per failed check) and ``notes`` (facts that fail
+    nothing, such as LiteRT's default kernels refusing a model meant for TFLite Micro).
+    ``latency_estimate`` is ``{"estimate_ms": None, "reason": ...}`` when the board has no
+    clock or its core no cycle model; a ``max_estimated_ms`` bound then fails with it.
+    Raises an EdgezooError when a runtime the checks need refuses the model.
     """
     from edgezoo.edge.budget import check_budget
     from edgezoo.edge.latency_model import estimate_latency
@@ -203,7 +243,7 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
     x = np.asarray(x)
     result = {"target": None if profile is None else profile.name,
               "runtime": "litert" if profile is None else profile.runtime,
-              "thresholds": th.as_dict(), "inputs": inputs, "samples": int(len(x))}
+              "thresholds": th.as_dict(), "inputs": inputs, "samples": int(len(x)), "notes": []}
     checks = {}
     if profile is not None and profile.micro:
         out, runtime = _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner,
@@ -231,8 +271,11 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
         checks["fits"] = _check(budget["fits"], True, budget["fits"])
         try:  # on the board, from MACs and per-core costs: an estimate, labelled as one
             estimate = estimate_latency(parsed, profile, tflite)
-        except ProfileError as exc:
-            result["latency_estimate"] = {"error": f"no latency estimate for {profile.name}: {exc}"}
+        except ProfileError as exc:  # no clock or no cycle model: say so, and fail a bound on it
+            reason = str(exc)
+            result["latency_estimate"] = {"estimate_ms": None, "reason": reason}
+            if th.max_estimated_ms is not None:
+                checks["latency_estimate"] = _check(None, th.max_estimated_ms, False, reason=reason)
         else:
             result["latency_estimate"] = estimate.as_dict()
             if th.max_estimated_ms is not None:
@@ -275,6 +318,12 @@ def failure_lines(result):
                     lines.append(f"does not fit {budget['target']}'s "
                                  f"{'RAM' if part == 'ram' else part}: {b['used_bytes']:,} of "
                                  f"{b['capacity_bytes']:,} bytes")
+        elif name == "latency_estimate" and c["value"] is None:
+            lines.append(f"no latency estimate on {result['target']} to hold to {c['limit']} ms: "
+                         f"{c['reason']}")
+        elif name == "litert_default_kernels":
+            lines.append(DEFAULT_UNAVAILABLE.format(reason=c["reason"]) +
+                         f", but {result['target'] or 'this host'} runs the default ones")
         elif name == "latency_estimate":
             lines.append(f"estimated latency {c['value']:.1f} ms on {result['target']} exceeds "
                          f"{c['limit']} ms (an estimate from MACs, not a measurement)")

@@ -32,13 +32,15 @@ def _cmd_train(args):
     from edgezoo.zoo.data.sources import load_for_model
     from edgezoo.zoo.training import configure_cpu_devices, deterministic, fit_classifier, get_strategy
 
+    files.check_folder(args.out)
     if args.cpu_devices:
         configure_cpu_devices(args.cpu_devices)
     deterministic(args.seed)  # the same seed trains the same model
     strategy = get_strategy(args.strategy)
     with strategy.scope():
         model = create_model(args.model, input_shape=args.input_shape)
-    data = load_for_model(args.data, model.input_shape[1:], registry_contract(args.model))
+    data = load_for_model(args.data, model.input_shape[1:], registry_contract(args.model),
+                          num_classes=model.output_shape[-1])
     print(f"training {args.model} with the {args.strategy} strategy on "
           f"{strategy.num_replicas_in_sync} replica(s)")
     fit_classifier(model, data, epochs=args.epochs, seed=args.seed, learning_rate=args.lr,
@@ -104,7 +106,8 @@ def _cmd_convert(args):
     report = convert_pipeline(args.model, args.out, quantize=recipe.quantize, target=recipe.target,
                               calib=args.calib, input_shape=args.input_shape, recipe=recipe,
                               progress=True, input_range=args.input_range,
-                              thresholds=_thresholds(args))
+                              thresholds=_thresholds(args),
+                              trust_model_code=args.trust_model_code)
     fits = "" if report.get("fits") is None else f", fits {report['target']}: {report['fits']}"
     arena = f", arena {report['arena_bytes']:,} B" if report.get("arena_bytes") else ""
     agreement = report.get("agreement")
@@ -120,7 +123,8 @@ def _cmd_test(args):
 
     report = test_tflite(args.model, args.target, profiles=args.profiles, float_model=args.float,
                          data=args.data, input_range=args.input_range,
-                         thresholds=_thresholds(args))
+                         thresholds=_thresholds(args),
+                         trust_model_code=args.trust_model_code, out_dir=args.out)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -155,12 +159,59 @@ def _shape(text):
     return shape
 
 
+DESCRIPTION = """Keras models from recent papers, compressed for a named board and checked there:
+one report says whether the model fits (flash, RAM arena), how well the int8 model
+agrees with the float one, and how fast it is. Run 'edgezoo COMMAND --help' for a
+command's options."""
+
+
+def _catalogue():
+    """Valid targets, data sets and tasks, for the help texts (read when help is shown)."""
+    from edgezoo.edge.profiles import load_profiles
+    from edgezoo.zoo import list_tasks
+    from edgezoo.zoo.data import DATASETS
+
+    profiles = load_profiles()
+    targets = ", ".join(f"{n} ({p.runtime})" for n, p in profiles.items())
+    return (f"targets: {targets}\n"
+            f"data sets: {', '.join(DATASETS)}, or a .npy/.npz file of inputs (and labels)\n"
+            f"tasks: {', '.join(list_tasks())}\n"
+            "models: see 'edgezoo list'")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Plain-text help, ending with the valid targets, data sets and tasks."""
+
+    def __init__(self, *args, catalogue=False, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._with_catalogue = catalogue
+
+    def format_help(self):
+        if self._with_catalogue and self.epilog is None:
+            self.epilog = _catalogue()
+        return super().format_help()
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="edgezoo", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's log lines and the traceback of an internal error")
+    p = _Parser(prog="edgezoo", description=DESCRIPTION, catalogue=True)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show TensorFlow's log lines and the traceback of an internal error")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                           metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        kwargs.setdefault("description", kwargs.get("help"))
+        return _add(name, parents=[common], catalogue=True, **kwargs)
+
+    sub.add_parser = add_parser
 
     s = sub.add_parser("list", help="list registered models")
-    s.add_argument("--task")
+    s.add_argument("--task", help="only the models for this task (listed below)")
     s.set_defaults(fn=_cmd_list)
 
     s = sub.add_parser("info", help="paper, defaults and parameter count of a model")
@@ -210,6 +261,9 @@ def build_parser():
     s.add_argument("--seed", type=int)
     s.add_argument("--input-shape", type=_shape, help="H,W,C for a registry name")
     s.add_argument("--out", required=True)
+    s.add_argument("--trust-model-code", action="store_true",
+                   help="let a Keras model file run its own code (Lambda layers, custom objects); "
+                        "only for files you made or trust: loading runs that code")
     s.set_defaults(fn=_cmd_convert)
 
     s = sub.add_parser("test", help="check a .tflite against a board without its Keras model")
@@ -225,6 +279,10 @@ def build_parser():
     s.add_argument("--min-agreement", type=float, metavar="A",
                    help="top-1 agreement with the float model it must reach (default 0.98)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--out", help="also write report.json, report.md and report.png here")
+    s.add_argument("--trust-model-code", action="store_true",
+                   help="let a Keras model file run its own code (Lambda layers, custom objects); "
+                        "only for files you made or trust: loading runs that code")
     s.set_defaults(fn=_cmd_test)
 
     s = sub.add_parser("demo", help="train vit_micro on digits, convert, run on TFLite Micro")
@@ -236,13 +294,89 @@ def build_parser():
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the process is, so output sets and locks unwind as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _validate(args):
+    """Values argparse's types cannot refuse, refused before anything is imported or run."""
+    from edgezoo.errors import EdgezooError
+
+    for name, low in (("epochs", 1), ("seed", 0), ("shift", 0), ("lottery_rounds", 0),
+                      ("finetune_epochs", 0), ("cpu_devices", 0), ("batch_size", 1)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise EdgezooError(f"--{name.replace('_', '-')} must be {low} or more, got {value}")
+    if getattr(args, "seed", None) is not None and args.seed >= 2**32:
+        raise EdgezooError(f"--seed must be below 2**32, got {args.seed}")
+    for name in ("lr", "temperature", "min_agreement", "prune"):
+        value = getattr(args, name, None)
+        if value is not None and not (value == value and abs(value) != float("inf")):
+            raise EdgezooError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    if getattr(args, "lr", None) is not None and args.lr <= 0:
+        raise EdgezooError(f"--lr must be above 0, got {args.lr}")
+    if getattr(args, "min_agreement", None) is not None and not 0 <= args.min_agreement <= 1:
+        raise EdgezooError(f"--min-agreement must lie in [0, 1], got {args.min_agreement}")
+    if getattr(args, "input_shape", None) is not None:
+        from edgezoo.zoo.registry import check_input_shape
+
+        check_input_shape(args.input_shape)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    """Run one command. Called with no ``argv`` (as the ``edgezoo`` program), it also hides
+    library log lines (unless ``--verbose``) and turns SIGTERM into a clean exit 143."""
+    import signal
+
+    from edgezoo import stages
+
+    process = argv is None
+    log_filter = None
+    if process and not {"-v", "--verbose"} & set(sys.argv[1:]):  # before help imports anything
+        from edgezoo.quiet import StderrFilter, quiet_python_logs
+
+        quiet_python_logs()
+        log_filter = StderrFilter()
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:
+        if log_filter is not None:
+            log_filter.close()
+        raise
+    command = f"edgezoo {args.command}" + (f" {args.quantum_command}"
+                                           if getattr(args, "quantum_command", None) else "")
+    if process:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        stages.enable(command)
+    try:
+        _validate(args)
         code = args.fn(args)
     except EdgezooError as exc:
-        print(f"edgezoo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{command}: interrupted (Ctrl-C); outputs are as they were before", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{command}: terminated (SIGTERM); outputs are as they were before", file=sys.stderr)
+        return 143
+    except Exception as exc:  # noqa: BLE001  (a bug of ours: one line, the traceback with -v)
+        if args.verbose:
+            raise
+        print(f"{command}: internal error: {type(exc).__name__}: {exc} (this is a bug in "
+              "edgezoo; rerun with --verbose for the traceback and report it)", file=sys.stderr)
+        return 70
+    finally:
+        if process:  # the run has ended, its outputs are in place: a late signal changes nothing
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stages.disable()
+        if log_filter is not None:
+            log_filter.close()
     return code or 0
 
 

@@ -6,7 +6,6 @@ unusable calibration data, data the model's input contract cannot take, an
 unusable ``--out``); outputs are written at the end. Agreement is measured on
 the data's test split, which nothing calibrates, fine-tunes or chooses on.
 """
-import os
 import time
 from pathlib import Path
 
@@ -18,22 +17,21 @@ CALIBRATION_HELP = (
     "set (digits, natural_patches, natural_patch_grid) or a .npy/.npz file of such inputs")
 
 
-def load_keras_model(source, input_shape=None, num_classes=None, seed=0):
-    """A registry name (a fresh model, initialized from ``seed``) or a .keras/.h5 file."""
+def load_keras_model(source, input_shape=None, num_classes=None, seed=0, trust_model_code=False):
+    """A registry name (a fresh model, initialized from ``seed``), a .keras/.h5 file or a Keras
+    SavedModel folder. A file is refused, before Keras reads it, if loading or running it would
+    run its own code or touch files (``edgezoo.edge.safe_load``); ``trust_model_code`` lets the
+    file's code (Lambda layers, custom objects, ...) run, for files the user trusts; never the
+    default."""
     import tf_keras as keras
 
     import edgezoo.converters  # noqa: F401  (registers micro_gelu for rewritten models)
     from edgezoo import zoo
+    from edgezoo.edge.safe_load import load_model_file
 
     path = Path(str(source))
     if path.suffix in (".keras", ".h5") or path.exists():
-        if not path.is_file():
-            raise ModelFileError(f"{path}: no such model file")
-        try:
-            return keras.models.load_model(path, compile=False)
-        except Exception as exc:  # noqa: BLE001  (any loader failure means an unusable file)
-            raise ModelFileError(f"{path} is not a loadable Keras model: {type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        return load_model_file(path, trust_model_code=trust_model_code)
     keras.utils.set_random_seed(seed)
     return zoo.create_model(str(source), num_classes=num_classes, input_shape=input_shape)
 
@@ -53,17 +51,14 @@ def model_contract(source, input_range=None):
 
 
 def check_out_dir(out_dir):
-    """Refuse an --out that cannot take the outputs, before any work."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file; give a folder (it is created if missing)")
-    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DataError(f"--out {out}: {parent} is not writable")
+    """Refuse an --out that cannot take an output set, before any work."""
+    from edgezoo.output_set import check
+
+    check(out_dir)
 
 
 def prepare_conversion(source, quantize="int8", target=None, calib=None, input_shape=None,
-                       recipe=None, seed=0, input_range=None):
+                       recipe=None, seed=0, input_range=None, trust_model_code=False):
     """Every check that needs no conversion, in order: (model, profile, data set or None, contract)."""
     from edgezoo.converters.quantize import check_quantization
     from edgezoo.edge.profiles import get_profile
@@ -73,14 +68,22 @@ def prepare_conversion(source, quantize="int8", target=None, calib=None, input_s
     check_quantization(quantize, micro=bool(profile and profile.micro))
     if recipe is not None:
         recipe.check_target(bool(profile and profile.micro))
-    model = load_keras_model(source, input_shape=input_shape, seed=seed)
+    model = load_keras_model(source, input_shape=input_shape, seed=seed,
+                             trust_model_code=trust_model_code)
     if quantize in ("int8", "int16x8") and calib is None:
         raise RecipeError(f"--quantize {quantize} needs calibration data. {CALIBRATION_HELP}")
     contract = model_contract(source, input_range)
-    data = None if calib is None else load_for_model(calib, model.input_shape[1:], contract)
+    data = None if calib is None else load_for_model(calib, model.input_shape[1:], contract,
+                                                     num_classes=_classes(model))
     if data is not None and quantize in ("int8", "int16x8") and not len(data.train):
         raise DataError(f"{calib} has no calibration samples")
     return model, profile, data, contract
+
+
+def _classes(model):
+    """Classes of a classifier's single output, or None (labels are then not range-checked)."""
+    shape = model.output_shape
+    return shape[-1] if isinstance(shape, tuple) and len(shape) == 2 and shape[-1] else None
 
 
 def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, teacher=None,
@@ -121,7 +124,7 @@ def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, lab
 
 def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, input_shape=None,
                      seed=0, recipe=None, teacher=None, progress=False, input_range=None,
-                     thresholds=None):
+                     thresholds=None, trust_model_code=False):
     """``edgezoo convert``: prepare, compress, convert, verify on the target, write outputs.
 
     ``calib`` names the data: its train split calibrates and fine-tunes, its test split
@@ -131,65 +134,80 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
     from edgezoo.converters.recipe import Recipe
     from edgezoo.provenance import provenance
 
+    from edgezoo.output_set import output_set
+    from edgezoo.stages import stage
+
     start = time.perf_counter()
-    check_out_dir(out_dir)
     recipe = (recipe or Recipe(seed=seed)).replace(quantize=quantize, target=target)
-    model, profile, dataset, contract = prepare_conversion(
-        source, quantize, target, calib, input_shape, recipe, seed=recipe.seed,
-        input_range=input_range)
-    if recipe.distill and teacher is None and recipe.distill != "self":
-        teacher = load_keras_model(recipe.distill)
-    compressed, parsed = convert_model(model, quantize, profile, None, recipe=recipe,
-                                       data=dataset, teacher=teacher, progress=progress)
-    report = compressed.report
-    report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
-    report["input_contract"] = None if contract is None else contract.as_dict()
-    if dataset is not None:
-        report["data"] = {"name": dataset.name, "source": dataset.source,
-                          "calibration_samples": report["recipe"]["calibration_samples"],
-                          "train": len(dataset.train), "val": len(dataset.val),
-                          "test": len(dataset.test), "evaluated_on": "test"}
-    if dataset is not None and len(dataset.test):
-        test = dataset.test
-        verify_conversion(compressed, parsed, profile, test.x,
-                          float_outputs=model.predict(test.x, batch_size=256, verbose=0),
-                          labels=test.y, thresholds=thresholds,
-                          inputs=f"{dataset.name} test split ({len(test)} samples)")
-        agreement = report["agreement"]["value"]
-        if agreement < report["thresholds"]["top1_agreement"] and quantize == "int8":
-            from edgezoo.converters.debugger import quantization_error_summary
+    with output_set(out_dir) as folder:  # locked and checked now; shown only when complete
+        stage(f"loading {source}")
+        model, profile, dataset, contract = prepare_conversion(
+            source, quantize, target, calib, input_shape, recipe, seed=recipe.seed,
+            input_range=input_range, trust_model_code=trust_model_code)
+        if recipe.distill and teacher is None and recipe.distill != "self":
+            stage(f"loading the teacher {recipe.distill}")
+            teacher = load_keras_model(recipe.distill, trust_model_code=trust_model_code)
+        stage(f"compressing and converting ({', '.join(recipe.steps())})")
+        compressed, parsed = convert_model(model, quantize, profile, None, recipe=recipe,
+                                           data=dataset, teacher=teacher, progress=progress)
+        report = compressed.report
+        report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
+        report["input_contract"] = None if contract is None else contract.as_dict()
+        where = f"on {profile.name} ({profile.runtime})" if profile else "in LiteRT"
+        if dataset is not None:
+            report["data"] = {"name": dataset.name, "source": dataset.source,
+                              "calibration_samples": report["recipe"]["calibration_samples"],
+                              "train": len(dataset.train), "val": len(dataset.val),
+                              "test": len(dataset.test), "evaluated_on": "test"}
+        if dataset is not None and len(dataset.test):
+            test = dataset.test
+            micro = "per-op gate, arena, " if profile and profile.micro else ""
+            stage(f"verifying {where}: {micro}agreement on {len(test)} test samples")
+            verify_conversion(compressed, parsed, profile, test.x,
+                              float_outputs=model.predict(test.x, batch_size=256, verbose=0),
+                              labels=test.y, thresholds=thresholds,
+                              inputs=f"{dataset.name} test split ({len(test)} samples)")
+            agreement = report["agreement"]["value"]
+            if agreement < report["thresholds"]["top1_agreement"] and quantize == "int8":
+                from edgezoo.converters.debugger import quantization_error_summary
 
-            report["quantization_debugger"] = quantization_error_summary(
-                model, dataset.train.x, micro=bool(profile and profile.micro))
-    else:  # no held-out data: the board checks alone, on seeded random inputs
-        from edgezoo.edge.verification import random_inputs
+                stage("agreement below the threshold: per-layer quantization error")
+                report["quantization_debugger"] = quantization_error_summary(
+                    model, dataset.train.x, micro=bool(profile and profile.micro))
+        else:  # no held-out data: the board checks alone, on seeded random inputs
+            from edgezoo.edge.verification import random_inputs
 
-        verify_conversion(compressed, parsed, profile,
-                          random_inputs(parsed.inputs[0], 32, recipe.seed), thresholds=thresholds,
-                          inputs="32 seeded random inputs", real_data=False)
-    report["provenance"] = provenance(recipe.seed, {**report.pop("recipe"),
-                                                    "calibration": None if calib is None else str(calib)})
-    timings = {"wall_time_s": round(time.perf_counter() - start, 3)}
-    write_outputs(out_dir, compressed.tflite, report, parsed, timings)
+            stage(f"verifying {where} on 32 seeded random inputs (no data given)")
+            verify_conversion(compressed, parsed, profile,
+                              random_inputs(parsed.inputs[0], 32, recipe.seed),
+                              thresholds=thresholds, inputs="32 seeded random inputs",
+                              real_data=False)
+        report["provenance"] = provenance(recipe.seed, {
+            **report.pop("recipe"), "calibration": None if calib is None else str(calib)})
+        timings = {"wall_time_s": round(time.perf_counter() - start, 3)}
+        stage(f"writing {out_dir}")
+        write_outputs(folder, compressed.tflite, report, parsed, timings)
     return report
 
 
 def write_outputs(out_dir, data, report, parsed=None, timings=None):
     """model.tflite, model_data.h/.cc (the C array for firmware) when the model is parsed,
-    report.json and report.md (identical for identical inputs and seed), timings.json
-    (wall times, which are not); each written atomically."""
+    report.png (per-layer weight size and error), report.json and report.md (identical for
+    identical inputs and seed), timings.json (wall times, which are not). ``out_dir`` is an
+    output set's staging folder (``edgezoo.output_set``): it is shown whole or not at all."""
     import json
 
-    from edgezoo import files
     from edgezoo.converters.c_export import render_header, render_source
+    from edgezoo.edge.plots import write_report_plot
     from edgezoo.edge.report import write_reports
 
     out_dir = Path(out_dir)
-    files.write_bytes(out_dir / "model.tflite", data)
+    (out_dir / "model.tflite").write_bytes(data)
     if parsed is not None:
-        files.write_text(out_dir / "model_data.h",
-                         render_header(parsed, report.get("arena")))
-        files.write_text(out_dir / "model_data.cc", render_source(data))
+        (out_dir / "model_data.h").write_text(render_header(parsed, report.get("arena")))
+        (out_dir / "model_data.cc").write_text(render_source(data))
+    write_report_plot(out_dir / "report.png", report, data)
+    report["plot"] = "report.png"
     write_reports(out_dir, report)
     if timings is not None:
-        files.write_text(out_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
+        (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")

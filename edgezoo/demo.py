@@ -1,6 +1,5 @@
 """The main job: train vit_micro on digits, convert to int8 for nrf52840, prove it on both runtimes."""
 import time
-from pathlib import Path
 
 DEFAULTS = {"model": "vit_micro", "target": "nrf52840", "epochs": 60, "seed": 0,
             "learning_rate": 3e-3, "batch_size": 64, "shift": 1}
@@ -96,20 +95,17 @@ def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFA
              epochs=DEFAULTS["epochs"], seed=DEFAULTS["seed"], progress=True):
     """Train, convert, verify and report; returns (report, timings), both also written to
     ``out_dir`` (report.json is the same for the same seed; timings.json holds wall times)."""
-    from edgezoo import files
     from edgezoo.convert import write_outputs
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.output_set import output_set
+    from edgezoo.zoo import registry_contract
     from edgezoo.zoo.data.contract import record_in_keras_file
 
-    model, tflite, report, timings = train_and_verify(
-        model_name, target, epochs=epochs, seed=seed, learning_rate=DEFAULTS["learning_rate"],
-        batch_size=DEFAULTS["batch_size"], shift=DEFAULTS["shift"], progress=progress)
-    out_dir = Path(out_dir)
-    with files.atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
-        from edgezoo.zoo import registry_contract
-
-        record_in_keras_file(tmp, registry_contract(model_name))
-    from edgezoo.converters.tflite_model import read_tflite
-
-    write_outputs(out_dir, tflite, report, read_tflite(tflite), timings)
+    with output_set(out_dir) as folder:  # locked and checked before training
+        model, tflite, report, timings = train_and_verify(
+            model_name, target, epochs=epochs, seed=seed, learning_rate=DEFAULTS["learning_rate"],
+            batch_size=DEFAULTS["batch_size"], shift=DEFAULTS["shift"], progress=progress)
+        model.save(folder / "model.keras")
+        record_in_keras_file(folder / "model.keras", registry_contract(model_name))
+        write_outputs(folder, tflite, report, read_tflite(tflite), timings)
     return report, timings

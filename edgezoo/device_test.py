@@ -10,7 +10,7 @@ from edgezoo.errors import DataError
 class FloatReference:
     """The float model int8 outputs are judged against: Keras, or a float .tflite in LiteRT."""
 
-    def __init__(self, path):
+    def __init__(self, path, trust_model_code=False):
         self.path = Path(str(path))
         if self.path.suffix == ".tflite":
             from edgezoo.edge.loader import load_tflite
@@ -26,7 +26,7 @@ class FloatReference:
         else:
             from edgezoo.convert import load_keras_model, model_contract
 
-            self._keras = load_keras_model(self.path)
+            self._keras = load_keras_model(self.path, trust_model_code=trust_model_code)
             self.input_shape = tuple(self._keras.input_shape[1:])
             self._runner = None
             self.contract = model_contract(self.path)
@@ -45,10 +45,31 @@ class FloatReference:
 
 
 def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=None, data=None,
-                input_range=None, thresholds=None):
+                input_range=None, thresholds=None, trust_model_code=False, out_dir=None):
     """Load safely, then every gate of the verification path on ``data`` (a data set's test split,
     or all of a .npy/.npz file) or seeded random inputs. ``report["checks"]`` says what passed;
-    measured wall-clock latencies are under ``report["timings"]``."""
+    measured wall-clock latencies are under ``report["timings"]``. ``out_dir``: also write
+    report.json, report.md and report.png there, as one output set."""
+    import contextlib
+
+    from edgezoo.output_set import output_set
+
+    with output_set(out_dir) if out_dir is not None else contextlib.nullcontext() as folder:
+        report = _test_tflite(path, target, samples, seed, profiles, float_model, data,
+                              input_range, thresholds, trust_model_code)
+        if folder is not None:
+            from edgezoo.edge.loader import read_model_bytes
+            from edgezoo.edge.plots import write_report_plot
+            from edgezoo.edge.report import write_reports
+
+            write_report_plot(folder / "report.png", report, read_model_bytes(path))
+            report["plot"] = "report.png"
+            write_reports(folder, report)
+    return report
+
+
+def _test_tflite(path, target, samples, seed, profiles, float_model, data, input_range,
+                 thresholds, trust_model_code):
     from edgezoo.edge.latency import litert_latency_ms
     from edgezoo.edge.loader import load_tflite
     from edgezoo.edge.profiles import get_profile
@@ -58,13 +79,19 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=Non
     from edgezoo.zoo.data.contract import user_contract
     from edgezoo.zoo.data.sources import load_for_model
 
+    from edgezoo.stages import stage
+
     profile = get_profile(target, extra=profiles)
+    stage(f"loading {path} (LiteRT's verifier, structural checks)")
     tflite, model = load_tflite(path)
     shape = tuple(model.inputs[0].shape[1:])
     if float_model is not None and data is None:
         raise DataError("comparing with the float model needs data it meets: pass --data (a data "
                         f"set: {', '.join(DATASETS)}, or a .npy/.npz file of inputs)")
-    reference = FloatReference(float_model) if float_model is not None else None
+    if float_model is not None:
+        stage(f"loading the float model {float_model}")
+    reference = (FloatReference(float_model, trust_model_code) if float_model is not None
+                 else None)
     if reference is not None and reference.input_shape != shape:
         raise DataError(f"the float model takes inputs of shape {reference.input_shape}, the "
                         f".tflite {shape}: they are not the same model")
@@ -73,7 +100,9 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=Non
               "op_types": model.op_types(),
               "input_contract": None if contract is None else contract.as_dict()}
     if data is not None:
-        dataset = load_for_model(data, shape, contract, split=False)
+        out_shape = tuple(model.outputs[0].shape)
+        dataset = load_for_model(data, shape, contract, split=False,
+                                 num_classes=out_shape[-1] if len(out_shape) == 2 else None)
         x, labels = dataset.test.x, dataset.test.y
         inputs = (f"{data} test split ({len(x)} samples)" if data in DATASETS
                   else f"{Path(str(data)).name} ({len(x)} samples)")
@@ -82,10 +111,13 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=Non
         x, labels, inputs = random_inputs(model.inputs[0], samples, seed), None, \
             f"{samples} seeded random inputs"
     float_outputs = reference.predict(x) if reference is not None else None
+    where = f"{profile.name} ({profile.runtime})"
+    stage(f"verifying on {where}: {'per-op gate, arena, ' if profile.micro else ''}"
+          f"{len(x)} {'samples' if data is not None else 'seeded random inputs'}")
     report.update(verify(tflite, model, profile, x, float_outputs=float_outputs, labels=labels,
                          thresholds=thresholds, inputs=inputs, real_data=data is not None))
     timings = report["timings"] = {}
-    if not lut_compressed(model) and "default" not in report.get("runtimes", {}):
+    if not lut_compressed(model) and report["runtimes"].get("default", {}).get("available"):
         timings["litert_ms"] = litert_latency_ms(LiteRTRunner(tflite, model, "default"), x[:1])
     if reference is not None:
         timings["float_ms"] = reference.latency_ms(np.asarray(x, np.float32))

@@ -20,6 +20,11 @@ class ModelFileError(EdgezooError, ValueError):
     """A file that is not a usable model (not TFLite, truncated, corrupted, wrong format)."""
 
 
+class UnsafeModelError(ModelFileError):
+    """A model file that would run its own code, or touch files or the system, when loaded or
+    run (a Lambda layer, an unknown module to import, a file-writing graph op, a Flex op)."""
+
+
 class UnsupportedOpsError(EdgezooError):
     """A model whose operators or tensor types the target runtime lacks.
 

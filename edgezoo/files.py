@@ -1,5 +1,6 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never half."""
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +25,47 @@ def atomic_path(path):
                 shutil.rmtree(tmp)
             else:
                 os.unlink(tmp)
+
+
+def check_folder(path, what="--out"):
+    """Refuse a folder that cannot be created or written, before any work."""
+    from edgezoo.errors import DataError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{what} {path} is a file; give a folder (it is created if missing)")
+    parent = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"{what} {path}: {parent} is not a writable folder")
+
+
+MAX_JSON_BYTES = 16 * 2**20
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(path, what, error):
+    """A small UTF-8 JSON file, or ``error`` naming what is wrong with it (missing, a folder,
+    too big, not UTF-8, not JSON, NaN or Infinity, which JSON does not have)."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise error(f"{what} {path} is not a file")
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise error(f"{what} {path} is over {MAX_JSON_BYTES // 2**20} MiB; it should be a "
+                        "few lines of JSON")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text, parse_constant=_no_constant)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}); it must be JSON") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise error(f"{what} {path} is not valid JSON: {exc}") from None
 
 
 def write_bytes(path, data):

@@ -13,6 +13,9 @@ def _cmd_train(args):
     from edgezoo.quantum.tasks import get_task
     from edgezoo.quantum.training import train_task
 
+    from edgezoo.files import check_folder
+
+    check_folder(args.out)
     task = get_task(args.task, seed=args.seed)
     model, report = train_task(task, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                                learning_rate=args.lr, differentiator=args.differentiator,
@@ -46,7 +49,11 @@ def _cmd_export(args):
 
         task = get_task(args.calib_task)
         calibration = task.x_train
-    manifest = export(model, args.out, quantize=args.quantize, calibration=calibration, qasm=not args.no_qasm)
+    from edgezoo.output_set import output_set
+
+    with output_set(args.out) as folder:  # the bundle appears whole or not at all
+        manifest = export(model, folder, quantize=args.quantize, calibration=calibration,
+                          qasm=not args.no_qasm)
     parts = [f"{len(manifest['quantum_layers'])} circuit(s)"] + [f"{k}.tflite" for k in manifest["classical"]]
     print(f"wrote {args.out}/manifest.json ({', '.join(parts)})")
     return 0

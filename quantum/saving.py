@@ -30,13 +30,18 @@ def save_model(model, path):
     return path
 
 
-def load_model(path, compile=True):
-    """Load a ``.keras`` hybrid model; needs tensorflow-quantum (``edgezoo[quantum]``)."""
+def load_model(path, compile=True, trust_model_code=False):
+    """Load a ``.keras`` hybrid model; needs tensorflow-quantum (``edgezoo[quantum]``).
+
+    Refused before Keras reads it if it would run code from the file (a Lambda layer, an
+    unregistered module to import: ``edgezoo.edge.safe_load``); ``trust_model_code=True`` lets
+    that code run, only for files the user trusts."""
     require_tfq()
     import tf_keras as keras
 
     import edgezoo.quantum.layers  # noqa: F401  (registers the layers)
     import edgezoo.quantum.losses  # noqa: F401  (registers losses and metrics)
+    from edgezoo.edge.safe_load import keras_safe_mode, check_model_file
 
     path = Path(path)
     if not path.is_file():
@@ -44,7 +49,11 @@ def load_model(path, compile=True):
                              "written by edgezoo.quantum.save_model or 'edgezoo quantum train'")
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         raise ModelFileError(f"{str(path)!r} is not a .keras model file (a zip archive ending in .keras)")
+    if not trust_model_code:
+        check_model_file(path, "keras", hint="Only for a file you made or trust: load it with "
+                         "edgezoo.quantum.load_model(path, trust_model_code=True), which runs that code")
     try:
-        return keras.models.load_model(path, compile=compile)
+        with keras_safe_mode(not trust_model_code):
+            return keras.models.load_model(path, compile=compile, safe_mode=not trust_model_code)
     except (ValueError, KeyError, TypeError, OSError) as exc:
         raise ModelFileError(f"could not load {str(path)!r} as a hybrid model: {exc}") from exc

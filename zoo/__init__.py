@@ -3,6 +3,13 @@ from edgezoo.zoo import vit  # noqa: F401  (registers its variants)
 from edgezoo.zoo import resnest  # noqa: F401  (registers its variants)
 from edgezoo.zoo import cswin  # noqa: F401  (registers its variants)
 from edgezoo.zoo import perceiver  # noqa: F401  (registers its variants)
-from edgezoo.zoo.registry import create_model, list_models, model_info, register_model, registry_contract
+from edgezoo.zoo.registry import (
+    create_model,
+    list_models,
+    list_tasks,
+    model_info,
+    register_model,
+    registry_contract,
+)
 
-__all__ = ["create_model", "list_models", "model_info", "register_model", "registry_contract"]
+__all__ = ["create_model", "list_models", "list_tasks", "model_info", "register_model", "registry_contract"]

@@ -1,6 +1,7 @@
 """One registry of model variants: thin named entries over one builder per family."""
 import dataclasses
 import difflib
+import math
 from typing import Callable
 
 from edgezoo.errors import UnknownModelError
@@ -43,8 +44,17 @@ def _entry(name):
         ) from None
 
 
+def list_tasks():
+    """The tasks registered models solve."""
+    return sorted({e.task for e in _REGISTRY.values()})
+
+
 def list_models(task=None):
-    """Names of the registered models, optionally only those for ``task``."""
+    """Names of the registered models, optionally only those for ``task`` (a known task)."""
+    if task is not None and task not in list_tasks():
+        close = difflib.get_close_matches(str(task), list_tasks(), n=3, cutoff=0.4)
+        raise UnknownModelError(f"unknown task {task!r}; known: {', '.join(list_tasks())}"
+                                + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
 
 
@@ -72,10 +82,30 @@ def registry_contract(name):
     return InputContract(low, high, f"registry entry {name}")
 
 
+MAX_INPUT_ELEMENTS = 2**26  # 64 M values a sample: far beyond any edge model's input
+
+
+def check_input_shape(shape):
+    """Refuse a shape no builder should try to allocate (zero, negative or huge dimensions)."""
+    from edgezoo.errors import InputShapeError
+
+    shape = tuple(shape)
+    if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise InputShapeError(f"input shape {shape} must be positive whole numbers, e.g. 32,32,3")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise InputShapeError(f"input shape {shape} has {math.prod(shape):,} values a sample, more "
+                              f"than {MAX_INPUT_ELEMENTS:,}: not an edge model's input")
+    return shape
+
+
 def create_model(name, num_classes=None, input_shape=None, **overrides):
     """Build a fresh (untrained) ``name``; ``overrides`` replace the variant's defaults."""
+    from edgezoo.errors import EdgezooError
+
     e = _entry(name)
     kwargs = {**e.kwargs, **overrides}
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+        raise EdgezooError(f"num_classes must be a positive whole number, got {num_classes!r}")
     kwargs["num_classes"] = e.num_classes if num_classes is None else num_classes
-    kwargs["input_shape"] = e.input_shape if input_shape is None else tuple(input_shape)
+    kwargs["input_shape"] = e.input_shape if input_shape is None else check_input_shape(input_shape)
     return e.builder(name=name, **kwargs)

@@ -1,11 +1,32 @@
-"""LiteRT (the maintained TensorFlow Lite runtime) with its default or reference kernels."""
+"""LiteRT (the maintained TensorFlow Lite runtime) with its default or reference kernels.
+
+``LiteRTRunner`` runs in this process (for timing and trusted models);
+``IsolatedLiteRTRunner`` runs the same interpreter in a worker process, so a model
+that passed the loader's verifier and then crashes a kernel or the XNNPACK delegate
+at allocate or invoke ends that worker, not the caller. ``edgezoo.edge.verify``
+uses the isolated one.
+"""
+import atexit
+import hashlib
+import io
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
 import warnings
 
 import numpy as np
 
 from edgezoo.edge.runners.base import Runner
+from edgezoo.errors import RuntimeFailure
 
 RESOLVERS = ("default", "builtin", "reference")
+KERNELS = {"default": "default kernels (XNNPACK)", "builtin": "optimized kernels without XNNPACK",
+           "reference": "reference kernels (BUILTIN_REF)"}
 
 
 class LiteRTRunner(Runner):
@@ -41,3 +62,195 @@ class LiteRTRunner(Runner):
 
     def run_raw(self, x):
         return np.concatenate([self.invoke(x[i : i + 1]) for i in range(len(x))])
+
+
+class LiteRTRefusal(RuntimeFailure):
+    """LiteRT refused a model (an error at build, allocate or invoke) or crashed or hung on it.
+
+    ``stage``: "build", "allocate", "invoke", "crash" or "hang"; ``reason``: one line.
+    """
+
+    def __init__(self, resolver, stage, reason):
+        self.resolver, self.stage, self.reason = resolver, stage, reason
+        super().__init__(f"LiteRT's {KERNELS[resolver]} {self.detail}")
+
+    @property
+    def detail(self):
+        """What happened, without naming the kernels: "refused at allocate: ..." and the like."""
+        if self.stage == "crash":
+            return f"crashed on this model ({self.reason}) in the worker process"
+        if self.stage == "hang":
+            return f"did not finish on this model: {self.reason}"
+        return f"refused this model at {self.stage}: {self.reason}"
+
+
+# The worker: one interpreter per (model, resolver, threads, preserve), the last few kept. A job is
+# a JSON line then the model's bytes and the inputs as .npy (none: build and allocate only); the
+# reply a JSON line then the outputs as .npy. No pickle either way.
+_WORKER = r"""
+import io, json, os, sys, warnings
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+KINDS = {"default": OpResolverType.AUTO, "reference": OpResolverType.BUILTIN_REF,
+         "builtin": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+replies = os.fdopen(os.dup(1), "wb", buffering=0)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+cache = {}
+def reply(head, payload=b""):
+    replies.write(json.dumps(head).encode() + b"\n" + payload)
+while True:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        break
+    job = json.loads(line)
+    model = sys.stdin.buffer.read(job["model_len"])
+    raw = sys.stdin.buffer.read(job["inputs_len"])
+    key = (job["key"], job["resolver"], job["num_threads"], job["preserve"])
+    stage = "build"
+    try:
+        if key not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                interpreter = Interpreter(model_content=model, num_threads=job["num_threads"],
+                                          experimental_op_resolver_type=KINDS[job["resolver"]],
+                                          experimental_preserve_all_tensors=job["preserve"])
+            stage = "allocate"
+            interpreter.allocate_tensors()
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[key] = interpreter
+        interpreter = cache[key]
+        if not raw:
+            reply({"ok": True, "nbytes": 0})
+            continue
+        stage = "invoke"
+        first = interpreter.get_input_details()[0]["index"]
+        out = job["output"] if job["output"] is not None else interpreter.get_output_details()[0]["index"]
+        x = np.load(io.BytesIO(raw), allow_pickle=False)
+        outputs = []
+        for i in range(len(x)):
+            interpreter.set_tensor(first, x[i : i + 1])
+            interpreter.invoke()
+            outputs.append(np.array(interpreter.get_tensor(out), copy=True))
+        buf = io.BytesIO()
+        np.save(buf, np.concatenate(outputs), allow_pickle=False)
+        reply({"ok": True, "nbytes": len(buf.getvalue())}, buf.getvalue())
+    except Exception as exc:
+        cache.pop(key, None)
+        reply({"ok": False, "stage": stage, "error": str(exc)})
+"""
+_STARTUP_S = 60
+
+
+def _one_line(text, limit=400):
+    """LiteRT's error reporter joins its messages without a separator: one line, "; " between."""
+    text = " ".join(str(text).split())
+    text = re.sub(r"(?<=\S)(?=Node number \d|unsupported |failed to create )", "; ", text)
+    text = text.rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Worker:
+    """The long-lived LiteRT worker process; it is restarted after a crash or a hang."""
+
+    def __init__(self):
+        self.proc, self.lock = None, threading.Lock()
+
+    def _start(self):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
+        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
+                                     env=env)
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def _read(self, n):
+        chunks, left = [], n
+        while left:
+            chunk = self.proc.stdout.read(left)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
+    def run(self, job, model, inputs, timeout):
+        """(reply header, payload bytes), or ("crash", signal) / ("hang", seconds)."""
+        with self.lock:
+            started = self.proc is None or self.proc.poll() is not None
+            if started:
+                self._start()
+            proc = self.proc
+            head = dict(job, model_len=len(model), inputs_len=len(inputs))
+            try:
+                proc.stdin.write(json.dumps(head).encode() + b"\n" + model + inputs)
+                limit = timeout + (_STARTUP_S if started else 0)
+                line = proc.stdout.readline() if select.select([proc.stdout], [], [], limit)[0] else None
+                if line is None:
+                    proc.kill()
+                    proc.wait()
+                    self.proc = None
+                    return "hang", limit
+                reply = json.loads(line) if line else None
+                payload = self._read(reply["nbytes"]) if reply and reply.get("nbytes") else b""
+            except (BrokenPipeError, OSError, EOFError, ValueError):
+                reply = None
+            if reply is None:
+                code = proc.wait()
+                self.proc = None
+                return "crash", signal.Signals(-code).name if code < 0 else f"exit code {code}"
+            return reply, payload
+
+
+_worker = _Worker()
+atexit.register(_worker.close)
+
+
+class IsolatedLiteRTRunner(Runner):
+    """LiteRT as ``LiteRTRunner``, in a worker process: a refusal, crash or hang there raises
+    ``LiteRTRefusal`` (an EdgezooError) here. Building it builds and allocates the interpreter,
+    so a model the kernels refuse at prepare is refused here; ``run_raw`` may still refuse at
+    invoke."""
+
+    def __init__(self, model_bytes, model, resolver="default", num_threads=1, timeout=None):
+        super().__init__(model_bytes, model)
+        if resolver not in RESOLVERS:
+            raise ValueError(f"resolver must be one of {RESOLVERS}, got {resolver!r}")
+        self.resolver, self.name, self.timeout = resolver, f"litert-{resolver}", timeout
+        self._job = {"key": hashlib.sha1(self.model_bytes).hexdigest(), "resolver": resolver,
+                     "num_threads": int(num_threads), "preserve": self.readout is not None,
+                     "output": None if self.readout is None else int(self.readout)}
+        self._call(None)
+
+    def _call(self, x):
+        inputs = b""
+        if x is not None:
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(x), allow_pickle=False)
+            inputs = buf.getvalue()
+        timeout = self.timeout or 60 + 0.5 * (0 if x is None else len(x))
+        reply, payload = _worker.run(self._job, self.model_bytes, inputs, timeout)
+        if reply == "crash":
+            raise LiteRTRefusal(self.resolver, "crash", payload)
+        if reply == "hang":
+            raise LiteRTRefusal(self.resolver, "hang", f"stopped after {payload:.0f} s")
+        if not reply["ok"]:
+            raise LiteRTRefusal(self.resolver, reply["stage"], _one_line(reply["error"]))
+        return np.load(io.BytesIO(payload), allow_pickle=False) if payload else None
+
+    def invoke(self, sample):
+        """One batch-1 inference (through the worker: not for timing)."""
+        return self.run_raw(sample)
+
+    def run_raw(self, x):
+        if len(x) == 0:
+            raise ValueError("no samples to run")
+        return self._call(np.asarray(x))

@@ -47,6 +47,9 @@ def load_for_model(source, input_shape, contract, *, split=True, num_classes=Non
                             "brought into it: pass --input-range LOW,HIGH (the values the model was "
                             "trained on, e.g. 0,1 or 0,255)")
         data = load_dataset(source, shape)
+        if num_classes is not None and data.num_classes > num_classes:
+            raise DataError(f"the {source} data set has {data.num_classes} classes but the model "
+                            f"outputs {num_classes}: its labels cannot train or score this model")
         splits = [Split(check_samples(rescale(s.x, data.value_range, contract),
                                       f"{source} {part} split"), s.y) if len(s) else s
                   for part, s in zip(("train", "val", "test"), (data.train, data.val, data.test))]
