@@ -94,8 +94,46 @@ def make_converter(model, quantize="int8", calibration=None, *, micro=False, max
     return converter
 
 
+MAX_ABS_RANGE = 1e30  # float32 ranges beyond it overflow the converter's scales ("illegal scale: INF")
+
+
+def check_ranges(model, samples, probe=32):
+    """Refuse weights or activations (on ``probe`` calibration samples) that are NaN, infinite or
+    beyond ``MAX_ABS_RANGE``, naming the layer: the converter would compute an infinite scale
+    and abort the process rather than raise."""
+    import tf_keras as keras
+
+    from edgezoo.errors import RecipeError
+
+    for layer in model.layers:
+        for w in layer.weights:
+            value = np.asarray(w.numpy())
+            if value.size and not (np.isfinite(value).all() and np.abs(value).max() <= MAX_ABS_RANGE):
+                raise RecipeError(f"weights {w.name} of layer {layer.name!r} are NaN, infinite or "
+                                  f"beyond {MAX_ABS_RANGE:.0e}: they cannot be quantized")
+    if samples is None or not len(samples):
+        return
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    try:
+        probe_model = keras.Model(model.inputs, [l.output for l in layers])
+    except (AttributeError, ValueError, TypeError):  # subclassed or nested: the outputs only
+        layers, probe_model = [model], model
+    outputs = probe_model(np.asarray(samples[:probe], np.float32), training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    for layer, out in zip(layers, outputs):
+        for tensor in (out if isinstance(out, (list, tuple)) else [out]):
+            value = np.asarray(tensor)
+            if value.dtype.kind == "f" and value.size and not (
+                    np.isfinite(value).all() and np.abs(value).max() <= MAX_ABS_RANGE):
+                raise RecipeError(f"layer {layer.name!r} outputs NaN, infinite or values beyond "
+                                  f"{MAX_ABS_RANGE:.0e} on the calibration data: int8 scales "
+                                  "would overflow; check the model's weights and input range")
+
+
 def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
     """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes)."""
+    if quantize in ("int8", "int16x8"):
+        check_ranges(model, calibration)
     converter = make_converter(model, quantize, calibration, micro=micro,
                                max_calibration=max_calibration)
     return bytes(converter.convert())

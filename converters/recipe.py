@@ -6,9 +6,14 @@ whole before any work starts, so a contradiction (2:4 sparsity with
 half an hour into fine-tuning.
 """
 import dataclasses
+import math
 
 from edgezoo.converters.quantize import MICRO_REFUSES, QUANTIZATION_MODES
 from edgezoo.errors import RecipeError
+
+# Upper bounds of counts in a recipe: beyond them a value is a typo, not a plan.
+LIMITS = {"finetune_epochs": 10_000, "batch_size": 1 << 16, "calibration_samples": 1 << 20,
+          "lottery_rounds": 100}
 
 PRUNE_SCHEDULES = ("constant", "polynomial")
 PRUNE_POLICIES = (None, "xnnpack")
@@ -127,6 +132,16 @@ class Recipe:
         if self.batch_size < 1 or self.learning_rate <= 0 or self.calibration_samples < 1:
             raise RecipeError("batch_size and calibration_samples must be at least 1 and "
                               "learning_rate positive")
+        if not 0 <= self.seed < 2**32:
+            raise RecipeError(f"seed must be a whole number in [0, 2**32), got {self.seed}")
+        for name in ("finetune_epochs", "batch_size", "calibration_samples", "lottery_rounds"):
+            if getattr(self, name) > LIMITS[name]:
+                raise RecipeError(f"{name} is {getattr(self, name)}; more than {LIMITS[name]:,} "
+                                  "is surely a typo")
+        for name in ("prune", "temperature", "learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise RecipeError(f"{name} must be a finite number, got {value}")
 
     def check_target(self, micro):
         """Steps a target cannot use: float16/dynamic on a microcontroller, XNNPACK policy there."""

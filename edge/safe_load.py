@@ -76,7 +76,8 @@ DENIED_OPS = {
     "FixedLengthRecordReader": "reads files", "FixedLengthRecordReaderV2": "reads files",
     "TFRecordReader": "reads files", "TFRecordReaderV2": "reads files", "LMDBReader": "reads files",
     "Save": "writes a checkpoint", "SaveV2": "writes a checkpoint",
-    "SaveSlices": "writes a checkpoint", "MergeV2Checkpoints": "merges and deletes checkpoint files",
+    "SaveSlices": "writes a checkpoint",
+    "MergeV2Checkpoints": "merges and deletes checkpoint files",
     "Restore": "reads a checkpoint", "RestoreV2": "reads a checkpoint",
     "RestoreSlice": "reads a checkpoint", "LoadAndRemapMatrix": "reads a checkpoint",
     "GenerateVocabRemapping": "reads vocabulary files",
@@ -143,6 +144,16 @@ def _registered(name):
     return isinstance(name, str) and keras.saving.get_registered_object(name) is not None
 
 
+def _registered_suffix(name):
+    """Whether a registered custom object's name ends in ``name``: how Keras finds a function a
+    .keras file names without its package (``hinge_accuracy`` for
+    ``edgezoo.quantum>hinge_accuracy``), before it would try importing anything."""
+    import tf_keras as keras
+
+    return isinstance(name, str) and bool(name) and any(
+        key.endswith(name) for key in keras.saving.get_custom_objects())
+
+
 def _keras_function(name):
     """Whether ``name`` is a public Keras built-in function (activation, loss, ...)."""
     import tf_keras as keras
@@ -183,7 +194,7 @@ def _object_problem(obj):
         return (f"its {FILE_FIELDS[cls]} names a file ({inner[FILE_FIELDS[cls]]!r}), read when "
                 "the layer is built")
     if cls == "function":
-        if not (_registered(config) or _keras_function(config)):
+        if not (_registered(config) or _keras_function(config) or _registered_suffix(config)):
             return (f"it names the function {config!r} (module {obj.get('module')!r}), neither "
                     "a Keras built-in nor a registered custom object: Keras would look it up in "
                     "or import that module, and the model would call it")
@@ -208,8 +219,8 @@ def config_problems(config):
         if not isinstance(obj, dict):
             continue
         if "class_name" in obj:
-            config = obj.get("config")
-            name = config.get("name") if isinstance(config, dict) else None
+            inner = obj.get("config")
+            name = inner.get("name") if isinstance(inner, dict) else None
             name = name if isinstance(name, str) else obj.get("name")
             if isinstance(name, str):
                 owner = name
@@ -489,7 +500,8 @@ def check_tflite_ops(data, source="model", verified=False):
         raise ModelFileError(f"{source} is malformed: its operator codes do not read "
                              f"({type(exc).__name__}: {exc})") from None
     flex = sorted({c[len(FLEX_PREFIX):] for c in codes if c.startswith(FLEX_PREFIX)})
-    unknown = sorted({c for c in codes if not c.startswith(FLEX_PREFIX)} - ALLOWED_CUSTOM_OPS.keys())
+    unknown = sorted({c for c in codes if not c.startswith(FLEX_PREFIX)}
+                     - ALLOWED_CUSTOM_OPS.keys())
     parts = []
     if flex:
         parts.append(f"TensorFlow (Flex, SELECT_TF_OPS) op(s) {', '.join(flex)}: Flex ops run "

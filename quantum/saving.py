@@ -30,6 +30,27 @@ def save_model(model, path):
     return path
 
 
+def _class_names(config):
+    """Every ``class_name`` in a Keras config, at any depth."""
+    if isinstance(config, dict):
+        names = {config["class_name"]} if isinstance(config.get("class_name"), str) else set()
+        return names.union(*(_class_names(v) for v in config.values()))
+    if isinstance(config, list):
+        return set().union(*(_class_names(v) for v in config))
+    return set()
+
+
+def _require_quantum_layer(path, config):
+    """Refuse a classical model before Keras meets its (unregistered) layers."""
+    from edgezoo.quantum.layers import QUANTUM_LAYERS
+
+    names = {cls.__name__ for cls in QUANTUM_LAYERS}
+    if not names & {n.rsplit(">", 1)[-1] for n in _class_names(config)}:
+        raise ModelFileError(f"{str(path)!r} holds no edgezoo quantum layer ({', '.join(sorted(names))}): "
+                             "it is not a hybrid model. Export models from 'edgezoo quantum train'; "
+                             "convert a classical model with 'edgezoo convert'")
+
+
 def load_model(path, compile=True, trust_model_code=False):
     """Load a ``.keras`` hybrid model; needs tensorflow-quantum (``edgezoo[quantum]``).
 
@@ -41,7 +62,7 @@ def load_model(path, compile=True, trust_model_code=False):
 
     import edgezoo.quantum.layers  # noqa: F401  (registers the layers)
     import edgezoo.quantum.losses  # noqa: F401  (registers losses and metrics)
-    from edgezoo.edge.safe_load import keras_safe_mode, check_model_file
+    from edgezoo.edge.safe_load import check_model_file, keras_safe_mode, keras_zip_configs
 
     path = Path(path)
     if not path.is_file():
@@ -50,8 +71,10 @@ def load_model(path, compile=True, trust_model_code=False):
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         raise ModelFileError(f"{str(path)!r} is not a .keras model file (a zip archive ending in .keras)")
     if not trust_model_code:
-        check_model_file(path, "keras", hint="Only for a file you made or trust: load it with "
-                         "edgezoo.quantum.load_model(path, trust_model_code=True), which runs that code")
+        check_model_file(path, "keras", hint=(
+            "Only for a file you made or trust: load it with edgezoo.quantum.load_model(path, "
+            "trust_model_code=True), which runs that code"))
+    _require_quantum_layer(path, keras_zip_configs(path)[0])
     try:
         with keras_safe_mode(not trust_model_code):
             return keras.models.load_model(path, compile=compile, safe_mode=not trust_model_code)

@@ -35,6 +35,13 @@ def tiny_classifier(folder, seed=0):
     return path, folder / "data.npz"
 
 
+def edgezoo(*args, cwd=None):
+    """Run ``python -m edgezoo.cli ARGS`` to the end: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "edgezoo.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def edgezoo_process(*args, env=None):
     """Start ``python -m edgezoo.cli ARGS`` as its own process (as a user's shell would)."""
     return subprocess.Popen([sys.executable, "-m", "edgezoo.cli", *map(str, args)], cwd=ROOT,
@@ -45,4 +52,6 @@ def edgezoo_process(*args, env=None):
 def set_files(out):
     """{name: bytes} of the output set ``out`` shows now."""
     out = Path(out)
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())} if out.exists() else {}
+    if not out.exists():
+        return {}
+    return {p.name: p.read_bytes() if p.is_file() else "<folder>" for p in sorted(out.iterdir())}

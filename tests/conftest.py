@@ -75,3 +75,23 @@ def shifted_micro(k):
         return shifted
 
     return micro
+
+
+def with_zero_point(data, op_name, position, value):
+    """``data`` (a .tflite) with the zero point of input ``position`` of its first ``op_name``
+    set to ``value``: a model the loader accepts (in range) that a kernel may refuse."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgezoo.edge.op_compare import pack_model, read_model_t
+
+    model = read_model_t(data)
+    sg = model.subgraphs[0]
+    code = getattr(schema.BuiltinOperator, op_name)
+    for op in sg.operators:
+        opcode = model.operatorCodes[op.opcodeIndex]
+        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
+            q = sg.tensors[op.inputs[position]].quantization
+            q.zeroPoint = np.full(len(q.zeroPoint), value, np.int64)
+            return pack_model(model)
+    raise AssertionError(f"no {op_name}")

@@ -94,7 +94,8 @@ def test_pipeline_writes_all_outputs_and_nothing_else(tmp_path, digits16):
     out = tmp_path / "out"
     report = convert_pipeline("vit_micro", out, "int8", "nrf52840", str(calib))
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "model_data.cc", "model_data.h",
-                                                     "report.json", "report.md", "timings.json"]
+                                                     "report.json", "report.md", "report.png",
+                                                     "timings.json"]
     assert "wall_time_s" not in report and "wall_time_s" in json.loads((out / "timings.json").read_text())
     assert f"{report['tflite_bytes']};" in (out / "model_data.cc").read_text()
     saved = json.loads((out / "report.json").read_text())

@@ -1,9 +1,11 @@
 """The main job, end to end, with its acceptance numbers (about a minute on 2 cores)."""
 import json
+import re
 import subprocess
 import sys
 
 import pytest
+from cli_fixtures import edgezoo
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,9 @@ def test_demo_outputs(demo):
     out, report = demo
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "model.tflite", "model_data.cc",
                                                      "model_data.h", "report.json", "report.md",
-                                                     "timings.json"]
+                                                     "report.png", "timings.json"]
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](report.png)" in (out / "report.md").read_text()
     saved = json.loads((out / "report.json").read_text())
     for key in ("model", "params", "tflite_bytes", "arena_bytes", "ops", "target", "fits",
                 "accuracy", "agreement", "checks", "thresholds", "per_op", "arena", "provenance"):
@@ -78,3 +82,46 @@ def test_two_demo_runs_from_one_seed_write_the_same_report(demo_runs):
     assert determinism == {"op_determinism": True, "seed": 0, "intra_op_threads": 1,
                            "inter_op_threads": 1}
     assert (a / "timings.json").read_bytes() != (b / "timings.json").read_bytes()
+
+
+# Log lines of TensorFlow, absl, CUDA, LiteRT and the MLIR quantizer, by the shapes they print in.
+LIBRARY_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages|INFO: Created TensorFlow"
+                         r"|(WARNING|INFO):(tensorflow|absl)|fully_quantize:|.*(cuDNN|cuBLAS|oneDNN))")
+
+
+def test_demo_model_round_trip_through_convert_and_test(demo, tmp_path):
+    """The CLI path a user takes after training: convert the .keras file for a board, test the
+    .tflite beside its float model; every check passes at the default thresholds, and stderr
+    carries edgezoo's stage lines and nothing of TensorFlow's."""
+    out, _ = demo
+    keras_file = out / "model.keras"
+    code, stdout, err = edgezoo("convert", keras_file, "--quantize", "int8", "--target",
+                                "nrf52840", "--calib", "digits", "--out", tmp_path / "int8")
+    assert code == 0, stdout + err
+    assert stdout.strip().endswith("PASS")
+    noise = [line for line in err.splitlines() if LIBRARY_LOG.match(line)]
+    assert not noise, noise
+    stages = [line for line in err.splitlines() if line.startswith("edgezoo convert: [")]
+    assert len(stages) >= 4 and any("verifying on nrf52840" in line for line in stages)
+    report = json.loads((tmp_path / "int8" / "report.json").read_text())
+    assert report["passed"] and report["fits"] and "GELU" not in report["ops"]
+    assert report["input_contract"]["origin"] == "recorded in model.keras (registry entry vit_micro)"
+    assert report["agreement"]["value"] >= report["thresholds"]["top1_agreement"] == 0.98
+    assert report["agreement"]["informative"] and report["agreement"]["samples"] == 360
+    assert report["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
+    code, stdout, err = edgezoo("test", tmp_path / "int8" / "model.tflite", "--target", "nrf52840",
+                                "--keras", keras_file, "--data", "digits", "--json",
+                                "--out", tmp_path / "tested")
+    assert code == 0, stdout + err
+    tested = json.loads(stdout)
+    assert tested["passed"] is True
+    assert set(tested["checks"]) == {"micro_vs_reference_per_op", "default_vs_micro_top1",
+                                     "agreement_top1", "agreement_informative", "fits"}
+    assert tested["checks"]["agreement_top1"]["value"] == tested["agreement"]["value"] >= 0.98
+    assert tested["agreement"]["value"] == report["agreement"]["value"]  # same data, same verdict
+    assert tested["arena_bytes"] == report["arena_bytes"]
+    assert tested["inputs"] == "digits test split (360 samples)"
+    assert set(tested["accuracy"]) == {"float", "converted_tflite-micro"}
+    assert tested["timings"]["float_ms"] > 0 and tested["latency_estimate"]["estimate_ms"] > 0
+    assert sorted(p.name for p in (tmp_path / "tested").iterdir()) == ["report.json", "report.md",
+                                                                      "report.png"]

@@ -84,11 +84,20 @@ def test_cli_train_then_export(tmp_path, capsys):
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert main(["quantum", "train", "mnist", "--out", str(tmp_path)]) == 2
-    assert "edgezoo quantum: error: unknown quantum task 'mnist'" in capsys.readouterr().err
+    assert "edgezoo quantum train: error: unknown quantum task 'mnist'" in capsys.readouterr().err
     assert main(["quantum", "train", "separable", "--noise", "dephase:0.1", "--out", str(tmp_path)]) == 2
     assert "unknown noise channel 'dephase'" in capsys.readouterr().err
     assert main(["quantum", "export", str(tmp_path / "none.keras"), "--out", str(tmp_path)]) == 2
     assert "no model file at" in capsys.readouterr().err
+    import tf_keras as keras
+
+    classical = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    classical.save(tmp_path / "classical.keras")
+    assert main(["quantum", "export", str(tmp_path / "classical.keras"), "--out",
+                 str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no edgezoo quantum layer" in err and "edgezoo convert" in err
+    assert err.count("\n") == 1 and not (tmp_path / "c").exists()
 
 
 def test_classical_cli_does_not_import_tensorflow_quantum():

@@ -67,12 +67,14 @@ def files(tmp_path_factory):
     clean.save(base / "clean_sm", save_format="tf")
     f["clean_sm"] = base / "clean_sm"
 
-    for kind in ("h5", "keras"):  # the clean model with an identity Lambda that writes a marker
+    for kind, name, fmt in (("h5", "lambda.h5", None), ("keras", "lambda.keras", None),
+                            ("sm", "lambda_sm", "tf")):
+        # the clean model with an identity Lambda that writes a marker whenever it runs
         inp = keras.Input((4,))
         out = keras.layers.Lambda(_marker_lambda(markers / f"lambda_{kind}"), name=LAMBDA_LAYER)(
             dense(inp))
-        keras.Model(inp, out).save(base / f"lambda.{kind}")
-        f[f"lambda_{kind}"] = base / f"lambda.{kind}"
+        keras.Model(inp, out).save(base / name, save_format=fmt)
+        f[f"lambda_{kind}"] = base / name
 
     class FileWriter(keras.layers.Layer):
         """Writes a marker from inside the graph."""
@@ -146,7 +148,7 @@ def _assert_refused(capsys, files, argv, name):
 
 
 UNSAFE_KERAS = [("lambda_h5", LAMBDA_LAYER), ("lambda_keras", LAMBDA_LAYER),
-                ("writer_sm", "WriteFile"), ("module_keras", PROBE)]
+                ("lambda_sm", LAMBDA_LAYER), ("writer_sm", "WriteFile"), ("module_keras", PROBE)]
 
 
 @pytest.mark.parametrize("key, name", UNSAFE_KERAS)
@@ -280,7 +282,8 @@ def test_code_carrying_configs_are_named(obj, reason):
     _layer("Dense", {"activation": {"module": "builtins", "class_name": "function",
                                     "config": "gelu", "registered_name": "function"}}),
     _layer("Dense", {"activation": {"module": "builtins", "class_name": "function",
-                                    "config": "edgezoo>micro_gelu", "registered_name": "function"}}),
+                                    "config": "edgezoo>micro_gelu",
+                                    "registered_name": "function"}}),
     _layer("TFOpLambda", {"function": "nn.gelu"}, module="tf_keras.src.layers.core.tf_op_layer"),
     _layer("TFOpLambda", {"function": "math.multiply"}),
     _layer("MultiHeadSelfAttention", {}, module="edgezoo.zoo.layers.attention"),
@@ -290,7 +293,8 @@ def test_code_carrying_configs_are_named(obj, reason):
 def test_ordinary_configs_pass(obj):
     import edgezoo.converters  # noqa: F401  (registers micro_gelu, PointwiseDense)
 
-    assert safe_load.config_problems({"class_name": "Functional", "config": {"layers": [obj]}}) == []
+    model = {"class_name": "Functional", "config": {"layers": [obj]}}
+    assert safe_load.config_problems(model) == []
 
 
 def test_plain_tf_module_saved_models_are_refused(files, tmp_path):

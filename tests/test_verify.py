@@ -154,3 +154,125 @@ def test_budget_and_latency_gates_fail(kws, tmp_path):
 def test_unknown_threshold_is_an_error():
     with pytest.raises(EdgezooError, match=r"unknown thresholds \['top1'\]"):
         DEFAULT_THRESHOLDS.replace(top1=0.5)
+
+
+# --- LiteRT refusing a model, in its worker process ----------------------------------------
+
+@pytest.fixture(scope="module")
+def xnnpack_refused(mlperf_dir):
+    """KWS with its first CONV_2D's bias zero point set to 5: the loader, LiteRT's reference
+    kernels and TFLite Micro accept it; XNNPACK refuses it at allocate (as bit flips do)."""
+    from conftest import with_zero_point
+
+    data, model = load_tflite(with_zero_point((mlperf_dir / "kws_ref_model.tflite").read_bytes(),
+                                              "CONV_2D", 2, 5))
+    return data, model, random_inputs(model.inputs[0], 8, seed=0)
+
+
+XNNPACK_REASON = "refused at allocate: unsupported zero-point value (5) in channel 0 of INT32 tensor"
+
+
+def test_default_kernels_refusing_a_model_fails_a_litert_board(kws, xnnpack_refused):
+    """rpi4 ships XNNPACK: a model its default kernels refuse cannot run there."""
+    data, model, x = xnnpack_refused
+    result = verify(data, model, get_profile("rpi4"), x, real_data=False)
+    default = result["runtimes"]["default"]
+    assert default["available"] is False and default["reason"].startswith(XNNPACK_REASON)
+    assert result["checks"]["litert_default_kernels"] == {"value": False, "limit": True,
+                                                          "passed": False,
+                                                          "reason": default["reason"]}
+    assert not result["passed"] and "default_vs_reference_lsb" not in result["checks"]
+    assert result["failures"] == [f"LiteRT default kernels (XNNPACK) unavailable for this model: "
+                                  f"{default['reason']}; reference kernels still compared, but "
+                                  "rpi4 runs the default ones"]
+    # negative control: the unmutated model runs on the default kernels and is compared with them
+    data, model, x = kws
+    control = verify(data, model, get_profile("rpi4"), x, real_data=False)
+    assert control["passed"], control["failures"]
+    assert control["runtimes"]["default"] == {"available": True, "reason": None}
+    assert control["checks"]["default_vs_reference_lsb"]["value"] <= 8
+
+
+def test_default_kernels_refusing_a_model_is_a_note_on_a_micro_board(kws_results, xnnpack_refused):
+    """nrf52840 never runs XNNPACK: its refusal is recorded, the micro gates decide."""
+    data, model, x = xnnpack_refused
+    result = verify(data, model, get_profile("nrf52840"), x, real_data=True)
+    assert result["passed"], result["failures"]
+    reason = result["runtimes"]["default"]["reason"]
+    assert reason.startswith(XNNPACK_REASON) and result["runtimes"]["default"]["available"] is False
+    assert result["notes"] == [f"LiteRT default kernels (XNNPACK) unavailable for this model: "
+                               f"{reason}; reference kernels still compared"]
+    assert result["checks"]["micro_vs_reference_per_op"]["passed"]
+    assert "default_vs_micro_top1" not in result["checks"]  # nothing to compare, not a coin toss
+    control = kws_results[None]  # the unmutated model: no note, the default kernels ran
+    assert control["notes"] == [] and control["runtimes"]["default"]["available"] is True
+
+
+@pytest.mark.parametrize("board", ["rpi4", "nrf52840"])
+def test_reference_kernels_refusing_a_model_is_an_error(mlperf_dir, board):
+    """A filter zero point LiteRT's reference kernels refuse: nothing can be checked against them."""
+    from conftest import with_zero_point
+
+    from edgezoo.edge.runners.litert import LiteRTRefusal
+
+    data, model = load_tflite(with_zero_point((mlperf_dir / "kws_ref_model.tflite").read_bytes(),
+                                              "CONV_2D", 1, 5))
+    with pytest.raises(LiteRTRefusal, match=r"^LiteRT's reference kernels \(BUILTIN_REF\) refused "
+                                            r"this model at allocate: .*conv\.cc:\d+ .*\(5 != 0\); "
+                                            r"Node number 0 \(CONV_2D\) failed to prepare; "
+                                            r"nothing to compare .* with$") as err:
+        verify(data, model, get_profile(board), random_inputs(model.inputs[0], 4, 0),
+               real_data=False)
+    assert isinstance(err.value, EdgezooError)  # edgezoo test: exit 2; edge_check: a failure
+
+
+def test_a_litert_crash_ends_the_worker_not_the_caller(kws):
+    """A model that segfaults LiteRT is a reason here; the worker restarts for the next model."""
+    from test_loader_fuzz import LITERT_CRASHER, mutate
+
+    from edgezoo.edge.runners.litert import IsolatedLiteRTRunner, LiteRTRunner
+    from edgezoo.edge.verification import _default_litert
+
+    data, model, x = kws
+    crasher = mutate(data, [], LITERT_CRASHER)  # LiteRT dies on it (tests/test_loader_fuzz.py)
+    outputs, reason = _default_litert(crasher, model, x)
+    assert outputs is None and reason == "crashed (SIGSEGV, in the worker process)"
+    isolated = IsolatedLiteRTRunner(data, model, "reference").run(x)
+    assert np.array_equal(isolated, LiteRTRunner(data, model, "reference").run(x))
+
+
+# --- a latency estimate that cannot be made says why ---------------------------------------
+
+_BOARD = dict(description="a LiteRT board", core="cortex-a72", clock_mhz=1500, flash_bytes=2**30,
+              ram_bytes=2**30, flash_reserve_bytes=0, ram_margin_bytes=0, runtime="litert")
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"clock_mhz": 0}, "board has no clock frequency (clock_mhz 0)"),
+    ({"core": "foo"}, "core 'foo' has no cycle model; known: cortex-a72, cortex-m0plus, "
+                      "cortex-m4, cortex-m4f, cortex-m7, xtensa-lx7"),
+])
+def test_a_dropped_latency_estimate_says_why(kws, tmp_path, fields, reason):
+    from edgezoo.edge.report import render_markdown
+
+    boards = tmp_path / "boards.json"
+    boards.write_text(json.dumps({"board": {**_BOARD, **fields}, "control": _BOARD}))
+    data, model, x = kws
+    result = verify(data, model, get_profile("board", extra=boards), x, real_data=False)
+    assert result["latency_estimate"] == {"estimate_ms": None, "reason": reason}
+    assert result["passed"]  # no bound asked for: a fact, not a failure
+    assert f"| latency estimate on board | none: {reason} |" in render_markdown(result)
+    bound = DEFAULT_THRESHOLDS.replace(max_estimated_ms=1000.0)
+    bounded = verify(data, model, get_profile("board", extra=boards), x, real_data=False,
+                     thresholds=bound)
+    assert bounded["checks"]["latency_estimate"] == {"value": None, "limit": 1000.0,
+                                                     "passed": False, "reason": reason}
+    assert not bounded["passed"]  # a bound with nothing to hold it to fails, it does not pass
+    assert bounded["failures"] == [f"no latency estimate on board to hold to 1000.0 ms: {reason}"]
+    # negative control: the same board with its clock and a known core is estimated and passes
+    control = verify(data, model, get_profile("control", extra=boards), x, real_data=False,
+                     thresholds=bound)
+    assert control["passed"], control["failures"]
+    assert 0 < control["latency_estimate"]["estimate_ms"] < 1000.0
+    assert "reason" not in control["latency_estimate"]
+    assert "latency estimate on control (from MACs, not measured)" in render_markdown(control)

@@ -72,16 +72,20 @@ class LiteRTRefusal(RuntimeFailure):
 
     def __init__(self, resolver, stage, reason):
         self.resolver, self.stage, self.reason = resolver, stage, reason
-        super().__init__(f"LiteRT's {KERNELS[resolver]} {self.detail}")
+        what = f"LiteRT's {KERNELS[resolver]}"
+        if stage in ("crash", "hang"):
+            super().__init__(f"{what} {self.detail} on this model")
+        else:
+            super().__init__(f"{what} refused this model at {stage}: {reason}")
 
     @property
     def detail(self):
-        """What happened, without naming the kernels: "refused at allocate: ..." and the like."""
+        """What happened, naming neither the kernels nor the model: "refused at allocate: ..."."""
         if self.stage == "crash":
-            return f"crashed on this model ({self.reason}) in the worker process"
+            return f"crashed ({self.reason}, in the worker process)"
         if self.stage == "hang":
-            return f"did not finish on this model: {self.reason}"
-        return f"refused this model at {self.stage}: {self.reason}"
+            return f"did not finish ({self.reason})"
+        return f"refused at {self.stage}: {self.reason}"
 
 
 # The worker: one interpreter per (model, resolver, threads, preserve), the last few kept. A job is
