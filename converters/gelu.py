@@ -11,7 +11,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edgezoo.converters.graph import layers_where, model_nodes, node_input, rewrite_layers, walk
+from edgezoo.converters.graph import (
+    is_graph_model,
+    layers_where,
+    model_nodes,
+    node_input,
+    rewrite_layers,
+    walk,
+)
 
 GELU_A = 1.6003142
 GELU_B = 0.0694018
@@ -104,7 +111,7 @@ def _calls_inputs(model, layers, samples, batch_size):
     for owner, layer in walk(model):
         if owner is not model:
             continue
-        holds = isinstance(layer, keras.Model) and any(id(l) in wanted for _, l in walk(layer))
+        holds = is_graph_model(layer) and any(id(l) in wanted for _, l in walk(layer))
         if id(layer) in wanted or holds:
             probes.extend((layer, node_input(node)) for node in model_nodes(model, layer))
     if not probes:

@@ -38,15 +38,17 @@ def node_input(node):
 
 
 def walk(model):
-    """(owner, layer) for every layer of ``model`` and of the models nested in it, depth first.
+    """(owner, layer) for every layer of ``model`` and of the graph models nested in it, depth
+    first. ``owner`` is the model whose graph holds the layer's calls, for ``model_nodes``.
 
-    ``owner`` is the model whose graph holds the layer's calls, for ``model_nodes``.
+    A nested subclassed model is a leaf: its calls are not a graph that can be
+    probed or cloned (what it computes is checked on the converted ops).
     """
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         yield model, layer
-        if isinstance(layer, keras.Model):
+        if is_graph_model(layer):
             yield from walk(layer)
 
 

@@ -8,13 +8,9 @@ flowing forward). TFLite Micro trusts both and reads out of bounds otherwise.
 import atexit
 import json
 import math
-import os
 import select
 import signal
 import struct
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, read_tflite
 from edgezoo.edge.safe_load import check_tflite_ops
+from edgezoo.edge.runners.worker import WorkerProcess
 from edgezoo.errors import ModelFileError
 
 # Bits per element of fixed-size tensor types; STRING, RESOURCE and VARIANT have no fixed size.
@@ -72,32 +69,16 @@ while True:
 VERIFY_TIMEOUT_S = 120
 
 
-class _Verifier:
+class _Verifier(WorkerProcess):
     """One long-lived worker that builds a LiteRT interpreter from each model it is sent."""
 
     def __init__(self):
-        self.proc, self.lock = None, threading.Lock()
-
-    def _start(self):
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
-        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0, env=env)
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        super().__init__(_WORKER)
 
     def check(self, data, timeout=VERIFY_TIMEOUT_S):
         """LiteRT's error message for ``data``, or None when it builds; ModelFileError if it crashes."""
         with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self._start()
+            self.ensure()
             proc = self.proc
             try:
                 proc.stdin.write(struct.pack("<Q", len(data)) + data)
@@ -106,9 +87,7 @@ class _Verifier:
             except (BrokenPipeError, OSError):
                 line = b""
             if line is None:
-                proc.kill()
-                proc.wait()
-                self.proc = None
+                self.kill()
                 return _Verdict(hung=True)
             if not line:
                 code = proc.wait()

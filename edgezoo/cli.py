@@ -87,6 +87,8 @@ def print_verdict(report):
         value = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{name:28s} {value:>12s}  {str(check['limit'])[:24]:24s} "
               f"{'ok' if check['passed'] else 'FAILED'}")
+    for note in report.get("notes") or []:
+        print(f"note: {note}")
     agreement = report.get("agreement")
     if agreement and not agreement["informative"]:
         print("agreement is UNINFORMATIVE: " + "; ".join(agreement["reasons"]))
@@ -130,9 +132,19 @@ def _cmd_test(args):
     else:
         for key in ("model", "target", "inputs", "tflite_bytes", "arena_bytes", "fits", "ops"):
             if key in report:
-                print(f"{key:14s} {report[key]}")
+                value = report[key]
+                value = (", ".join(value) if isinstance(value, list) else
+                         f"{value:,} B" if key.endswith("bytes") and value is not None else value)
+                print(f"{key:14s} {value}")
         for key, value in (report.get("accuracy") or {}).items():
             print(f"accuracy {key:20s} {value:.4f}")
+        estimate = report.get("latency_estimate") or {}
+        if estimate.get("estimate_ms") is not None:
+            print(f"{'latency':14s} {estimate['estimate_ms']:.1f} ms (estimated from MACs)")
+        elif estimate:
+            print(f"{'latency':14s} no estimate: {estimate.get('reason') or estimate.get('error')}")
+        if args.out:
+            print(f"wrote {args.out}/report.md (and report.json, report.png)")
         print_verdict(report)
     return 0 if report["passed"] else 1
 

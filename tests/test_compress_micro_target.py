@@ -1,9 +1,9 @@
-"""Pruning or clustering for a microcontroller target: the TFLite Micro rewrites after TFMOT's strip step.
+"""Pruning or clustering for a microcontroller target: TFLite Micro rewrites after TFMOT's strip.
 
 TFMOT's wrap and strip steps hand back every layer they leave alone, so the stripped model shares
-layer objects (and their first calls) with the models before it. The rewrites read a layer's graph
-through ``layer.input`` / ``inbound_nodes[0]``, another model's call, and ``edgezoo convert --prune
-0.5 --target nrf52840`` ended in "Graph disconnected". Everything here is measured on the output:
+layer objects (and their first calls) with the models before it. The rewrites used to read a
+layer's graph through ``layer.input`` / ``inbound_nodes[0]``, another model's call, and ``edgezoo
+convert --prune 0.5 --target nrf52840`` ended in "Graph disconnected". Measured on the output:
 the .tflite read with the flatbuffer schema alone, and the Keras models run side by side.
 """
 import numpy as np
@@ -51,8 +51,8 @@ def _compress(model, data, **recipe):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rewrites, "apply_micro_rewrites", spy)
-        result = compress(model, Recipe(target="nrf52840", finetune_epochs=1, calibration_samples=32,
-                                        **recipe), data, micro=True)
+        recipe = Recipe(target="nrf52840", finetune_epochs=1, calibration_samples=32, **recipe)
+        result = compress(model, recipe, data, micro=True)
     return result, seen["before"]
 
 
@@ -93,8 +93,13 @@ def _kernels(data, layers):
     return table
 
 
+def _run(model, x):
+    """Outputs of ``model`` on a small batch, eagerly (``predict`` traces a function per model)."""
+    return model(x, training=False).numpy()
+
+
 class _GeluTap(keras.layers.Layer):
-    """Exact GELU plus a zero offset: d(output)/d(offset) is the model's sensitivity to that GELU."""
+    """Exact GELU plus a zero offset: d(output)/d(offset) is the output's sensitivity to it."""
 
     def build(self, input_shape):
         self.offset = self.add_weight(name="offset", shape=(1, *input_shape[1:]),
@@ -118,7 +123,7 @@ def _gelu_sensitivity(model, x):
             layer.set_weights(model.get_layer(layer.name).get_weights())
     offsets = [layer.offset for layer in tapped.layers if isinstance(layer, _GeluTap)]
     assert offsets
-    np.testing.assert_array_equal(tapped.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(_run(tapped, x), _run(model, x))
 
     @tf.function
     def jacobians(sample):
@@ -137,10 +142,10 @@ def _excess(reference, candidate, x, sensitivity):
     """max |candidate - reference| / tolerance over outputs; <= 1 means the same function within
     the GELU rewrite's promise: to first order every GELU output moves by at most 2.8e-4, so
     output c of sample i moves by at most 2.8e-4 * S[i, c]."""
-    ref = reference.predict(x, verbose=0)
+    ref = _run(reference, x)
     tolerance = (FIRST_ORDER_MARGIN * PROMISED_GELU_DEVIATION * sensitivity
                  + FLOAT32_RTOL * np.abs(ref).max())
-    return float((np.abs(candidate.predict(x, verbose=0) - ref) / tolerance).max())
+    return float((np.abs(_run(candidate, x) - ref) / tolerance).max())
 
 
 def _perturbed(model, layer, scale):
@@ -157,7 +162,7 @@ def _assert_rewrite_keeps_the_function(before, after, x):
     and the same comparison catches a 5 % change of the kernel feeding the first GELU."""
     assert [l.name for l in after.layers] == [l.name for l in before.layers]
     sensitivity = _gelu_sensitivity(before, x)
-    changed = np.abs(after.predict(x, verbose=0) - before.predict(x, verbose=0)).max()
+    changed = np.abs(_run(after, x) - _run(before, x)).max()
     assert changed > 0  # the rewrite did change the arithmetic
     assert _excess(before, after, x, sensitivity) <= 1.0
     assert _excess(before, _perturbed(after, "block0_mlp_fc1", 1.05), x, sensitivity) > 1.0
@@ -237,7 +242,7 @@ def test_rewrites_read_the_model_at_hand(nested):
     fc2 = (model.get_layer("mlp") if nested else model).get_layer("fc2")
     w_fc2, w_head = (np.abs(l.get_weights()[0]).max() for l in (fc2, model.get_layer("head")))
     bound = 48 * w_head * (1.13 * 8 * w_fc2 * PROMISED_GELU_DEVIATION + PROMISED_GELU_DEVIATION)
-    diff = np.abs(rewritten.predict(x, verbose=0) - model.predict(x, verbose=0)).max()
+    diff = np.abs(_run(rewritten, x) - _run(model, x)).max()
     assert 0 < diff <= bound
 
 

@@ -10,18 +10,16 @@ import atexit
 import hashlib
 import io
 import json
-import os
 import re
 import select
 import signal
 import subprocess
-import sys
-import threading
 import warnings
 
 import numpy as np
 
 from edgezoo.edge.runners.base import Runner
+from edgezoo.edge.runners.worker import WorkerProcess
 from edgezoo.errors import RuntimeFailure
 
 RESOLVERS = ("default", "builtin", "reference")
@@ -129,7 +127,9 @@ while True:
             continue
         stage = "invoke"
         first = interpreter.get_input_details()[0]["index"]
-        out = job["output"] if job["output"] is not None else interpreter.get_output_details()[0]["index"]
+        out = job["output"]
+        if out is None:
+            out = interpreter.get_output_details()[0]["index"]
         x = np.load(io.BytesIO(raw), allow_pickle=False)
         outputs = []
         for i in range(len(x)):
@@ -154,27 +154,11 @@ def _one_line(text, limit=400):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _Worker:
+class _Worker(WorkerProcess):
     """The long-lived LiteRT worker process; it is restarted after a crash or a hang."""
 
     def __init__(self):
-        self.proc, self.lock = None, threading.Lock()
-
-    def _start(self):
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}  # any value enables it
-        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
-                                     env=env)
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        super().__init__(_WORKER)
 
     def _read(self, n):
         chunks, left = [], n
@@ -189,9 +173,7 @@ class _Worker:
     def run(self, job, model, inputs, timeout):
         """(reply header, payload bytes), or ("crash", signal) / ("hang", seconds)."""
         with self.lock:
-            started = self.proc is None or self.proc.poll() is not None
-            if started:
-                self._start()
+            started = self.ensure()
             proc = self.proc
             head = dict(job, model_len=len(model), inputs_len=len(inputs))
             try:
@@ -199,17 +181,20 @@ class _Worker:
                 limit = timeout + (_STARTUP_S if started else 0)
                 line = proc.stdout.readline() if select.select([proc.stdout], [], [], limit)[0] else None
                 if line is None:
-                    proc.kill()
-                    proc.wait()
-                    self.proc = None
+                    self.kill()
                     return "hang", limit
                 reply = json.loads(line) if line else None
                 payload = self._read(reply["nbytes"]) if reply and reply.get("nbytes") else b""
             except (BrokenPipeError, OSError, EOFError, ValueError):
                 reply = None
             if reply is None:
-                code = proc.wait()
                 self.proc = None
+                try:  # it is dying (its pipe closed first) ...
+                    code = proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # ... or alive with an unreadable reply: stop it
+                    proc.kill()
+                    proc.wait()
+                    return "crash", "an unreadable reply"
                 return "crash", signal.Signals(-code).name if code < 0 else f"exit code {code}"
             return reply, payload
 
@@ -222,7 +207,8 @@ class IsolatedLiteRTRunner(Runner):
     """LiteRT as ``LiteRTRunner``, in a worker process: a refusal, crash or hang there raises
     ``LiteRTRefusal`` (an EdgezooError) here. Building it builds and allocates the interpreter,
     so a model the kernels refuse at prepare is refused here; ``run_raw`` may still refuse at
-    invoke."""
+    invoke. ``timeout`` (s) per call; by default 120 s plus 1 s per sample, so only a hang
+    (a kernel looping on a corrupted model) reaches it."""
 
     def __init__(self, model_bytes, model, resolver="default", num_threads=1, timeout=None):
         super().__init__(model_bytes, model)
@@ -240,7 +226,7 @@ class IsolatedLiteRTRunner(Runner):
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(x), allow_pickle=False)
             inputs = buf.getvalue()
-        timeout = self.timeout or 60 + 0.5 * (0 if x is None else len(x))
+        timeout = self.timeout or 120 + 1.0 * (0 if x is None else len(x))  # a hang, not slowness
         reply, payload = _worker.run(self._job, self.model_bytes, inputs, timeout)
         if reply == "crash":
             raise LiteRTRefusal(self.resolver, "crash", payload)
