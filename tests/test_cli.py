@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_fixtures import edgezoo
+from cli_fixtures import edgezoo, edgezoo_process
 
 
 @pytest.mark.parametrize("args, message", [
@@ -55,6 +55,20 @@ from cli_fixtures import edgezoo
     (["test", "{tmp}/cut.tflite", "--target", "nrf52840"], "failed LiteRT's flatbuffer verification"),
     (["test", "{mlperf}/kws_ref_model_float32.tflite", "--target", "nrf52840"],
      "TFLite Micro cannot run this model:\n  - CONV_2D (FLOAT32/INT8) from layer 'activation': hybrid op"),
+    (["train", "vit_micro", "--epochs", "0", "--out", "{tmp}/o"], "--epochs must be 1 or more, got 0"),
+    (["train", "vit_micro", "--seed", "-1", "--out", "{tmp}/o"], "--seed must be 0 or more, got -1"),
+    (["train", "vit_micro", "--out", "{tmp}/afile"], "is a file"),
+    (["list", "--task", "foo"], "unknown task 'foo'; known: image_classification"),
+    (["convert", "vit_micro", "--input-shape", "100000,100000,1", "--out", "{tmp}/o"],
+     "has 10,000,000,000 values a sample"),
+    (["convert", "vit_micro", "--recipe", "{tmp}", "--calib", "digits", "--out", "{tmp}/o"],
+     "is not a file"),
+    (["convert", "vit_micro", "--recipe", "{tmp}/latin1.json", "--calib", "digits", "--out",
+      "{tmp}/o"], "is not UTF-8 text"),
+    (["convert", "vit_micro", "--calib", "{tmp}/labels.npz", "--out", "{tmp}/o"],
+     "range over [0, 12]; the model has 10 classes"),
+    (["test", "{mlperf}/kws_ref_model.tflite", "--target", "b", "--profiles", "{tmp}/nan.json"],
+     "is not valid JSON: NaN is not a JSON number"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, capsys, args, message):
     """In-process through the CLI's main(argv): the same code path, without 15 s of imports."""
@@ -72,6 +86,9 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, capsys, arg
     np.save(tmp_path / "range.npy", np.linspace(0, 255, 4 * 256, dtype=np.float32).reshape(4, 16, 16, 1))
     np.save(tmp_path / "kwsnan.npy", np.full((1, 49, 10, 1), np.nan, np.float32))
     (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "latin1.json").write_bytes(b'{"note": "caf\xe9"}')
+    (tmp_path / "nan.json").write_text('{"b": {"clock_mhz": NaN}}')
+    np.savez(tmp_path / "labels.npz", x=np.zeros((13, 16, 16, 1), np.float32), y=np.arange(13))
     code = main([a.replace("{tmp}", str(tmp_path)).replace("{mlperf}", str(mlperf_dir)) for a in args])
     out, err = capsys.readouterr()
     assert code == 2, err
@@ -79,6 +96,20 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, mlperf_dir, capsys, arg
     assert len([line for line in err.splitlines() if "error:" in line]) == 1
     assert "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_help_is_plain_text_listing_targets_data_sets_and_tasks(capsys):
+    from edgezoo.cli import main
+
+    for argv in (["--help"], ["convert", "--help"], ["test", "--help"], ["list", "--help"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text  # no reStructuredText
+        assert "nrf52840 (tflite-micro)" in text and "rpi4 (litert)" in text
+        assert "data sets: digits, natural_patches, natural_patch_grid" in text
+        assert "tasks: image_classification" in text
 
 
 def test_test_command_on_a_real_model(mlperf_dir):
@@ -105,16 +136,21 @@ def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir):
     assert "FAILED" in out.split("fits ")[-1] and "FAIL: does not fit tiny's flash" in out
 
 
-def test_train_saves_a_model_that_records_its_input_range(tmp_path):
-    """``edgezoo train``: a progress bar, the validation accuracy, and a .keras file that records
-    the registry's input range (the convert/test round trip runs on the demo's model, in
-    test_demo.py)."""
+def test_train_saves_a_model_that_records_its_input_range(tmp_path, capsys):
+    """``edgezoo train`` (in-process, on a small labelled file): a progress bar, the validation
+    accuracy, and a .keras file that records the registry's input range (the convert/test round
+    trip runs on the demo's model, in test_demo.py)."""
+    from edgezoo.cli import main
     from edgezoo.zoo.data.contract import read_from_keras_file
 
-    code, out, err = edgezoo("train", "vit_micro", "--epochs", "1", "--out", tmp_path)
-    assert code == 0, err
-    assert "val accuracy" in out and "1/1" in err  # the progress bar
-    contract = read_from_keras_file(tmp_path / "vit_micro.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "small.npz", x=rng.uniform(0, 1, (60, 16, 16, 1)).astype(np.float32),
+             y=np.arange(60) % 10)
+    assert main(["train", "vit_micro", "--data", str(tmp_path / "small.npz"), "--epochs", "2",
+                 "--out", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "val accuracy" in out and "2/2" in err  # the progress bar
+    contract = read_from_keras_file(tmp_path / "runs" / "vit_micro.keras")
     assert (contract.low, contract.high) == (0.0, 1.0)
 
 
@@ -122,11 +158,12 @@ def test_convert_with_a_recipe_is_byte_identical(tmp_path):
     """Same recipe, model and data: the same .tflite and C array, and a report that says how."""
     args = ["convert", "resnest_micro", "--prune", "0.5", "--prune-schedule", "constant",
             "--finetune-epochs", "1", "--target", "nrf52840", "--calib", "digits"]
+    procs = [edgezoo_process(*args, "--out", tmp_path / out) for out in ("a", "b")]  # side by side
     codes = []
-    for out in ("a", "b"):
-        code, stdout, err = edgezoo(*args, "--out", tmp_path / out)
-        codes.append(code)
-        assert code in (0, 1), err
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        codes.append(proc.returncode)
+        assert proc.returncode in (0, 1), err
     for name in ("model.tflite", "model_data.cc", "model_data.h"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     report = json.loads((tmp_path / "a" / "report.json").read_text())

@@ -9,7 +9,8 @@ def test_list_models_and_task_filter():
     assert {"vit_b16", "vit_micro"} <= set(names)
     assert names == sorted(names)
     assert "vit_micro" in list_models(task="image_classification")
-    assert list_models(task="no_such_task") == []
+    with pytest.raises(UnknownModelError, match="unknown task 'no_such_task'; known: image_classification"):
+        list_models(task="no_such_task")
 
 
 def test_model_info_fields():

@@ -86,13 +86,14 @@ MAX_INPUT_ELEMENTS = 2**26  # 64 M values a sample: far beyond any edge model's 
 
 
 def check_input_shape(shape):
-    """Refuse a shape no builder should try to allocate (zero, negative or huge dimensions)."""
+    """Refuse a shape no builder should try to allocate (zero, negative or huge dimensions);
+    dimensions that are not whole numbers are left to the family's builder to explain."""
     from edgezoo.errors import InputShapeError
 
     shape = tuple(shape)
-    if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+    if not shape or any(isinstance(d, int) and d < 1 for d in shape):
         raise InputShapeError(f"input shape {shape} must be positive whole numbers, e.g. 32,32,3")
-    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+    if all(isinstance(d, int) for d in shape) and math.prod(shape) > MAX_INPUT_ELEMENTS:
         raise InputShapeError(f"input shape {shape} has {math.prod(shape):,} values a sample, more "
                               f"than {MAX_INPUT_ELEMENTS:,}: not an edge model's input")
     return shape
@@ -104,8 +105,9 @@ def create_model(name, num_classes=None, input_shape=None, **overrides):
 
     e = _entry(name)
     kwargs = {**e.kwargs, **overrides}
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-        raise EdgezooError(f"num_classes must be a positive whole number, got {num_classes!r}")
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
+        raise EdgezooError(f"num_classes must be a whole number (0: features, no head), got "
+                           f"{num_classes!r}")
     kwargs["num_classes"] = e.num_classes if num_classes is None else num_classes
     kwargs["input_shape"] = e.input_shape if input_shape is None else check_input_shape(input_shape)
     return e.builder(name=name, **kwargs)
