@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 import pytest
-from cli_fixtures import edgezoo, edgezoo_process
+from cli_fixtures import edgezoo_process
 
 
 @pytest.mark.parametrize("args, message", [
@@ -112,9 +112,18 @@ def test_help_is_plain_text_listing_targets_data_sets_and_tasks(capsys):
         assert "tasks: image_classification" in text
 
 
-def test_test_command_on_a_real_model(mlperf_dir):
-    code, out, err = edgezoo("test", mlperf_dir / "pretrainedResnet_quant.tflite", "--target",
-                             "stm32l4r5", "--json")
+def _main(capsys, *args):
+    """The CLI in-process: (exit code, stdout, stderr)."""
+    from edgezoo.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_test_command_on_a_real_model(mlperf_dir, capsys):
+    code, out, err = _main(capsys, "test", mlperf_dir / "pretrainedResnet_quant.tflite",
+                           "--target", "stm32l4r5", "--json")
     assert code == 0, err
     report = json.loads(out)
     assert report["tflite_bytes"] == 98496 and report["arena"]["recorded_bytes"] == 55984
@@ -124,13 +133,13 @@ def test_test_command_on_a_real_model(mlperf_dir):
     assert report["timings"]["litert_ms"] > 0
 
 
-def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir):
+def test_test_command_fails_when_the_model_does_not_fit(tmp_path, mlperf_dir, capsys):
     boards = tmp_path / "boards.json"
     boards.write_text(json.dumps({"tiny": dict(
         description="too small", core="cortex-m0plus", clock_mhz=48, flash_bytes=48 * 1024,
         ram_bytes=32 * 1024, flash_reserve_bytes=0, ram_margin_bytes=0, runtime="tflite-micro")}))
-    code, out, err = edgezoo("test", mlperf_dir / "kws_ref_model.tflite", "--target", "tiny",
-                             "--profiles", boards)
+    code, out, err = _main(capsys, "test", mlperf_dir / "kws_ref_model.tflite", "--target", "tiny",
+                           "--profiles", boards)
     assert code == 1, err
     assert "fits           False" in out
     assert "FAILED" in out.split("fits ")[-1] and "FAIL: does not fit tiny's flash" in out

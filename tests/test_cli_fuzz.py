@@ -215,7 +215,9 @@ def fuzz(fuzz_world, capsys, cases, valid_share, seed):
         elif command == "convert" and report["tflite_bytes"] != len(shown["model.tflite"]):
             problems.append(f"{label}: report.json and model.tflite come from different runs")
         outcomes["passed (exit 0)" if code == 0 else "failed a check (exit 1)"] += 1
-    print(f"\n{cases} CLI fuzz cases: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
+    with capsys.disabled():  # shown in every run, not only with -s
+        print(f"\n{cases} CLI fuzz cases: " +
+              ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())))
     assert not problems, "\n".join(problems[:20])
     assert sum(outcomes.values()) == cases
     return outcomes

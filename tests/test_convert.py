@@ -31,6 +31,7 @@ def test_int8_from_static_batch1_signature(digits16):
     assert report["tflite_bytes"] == len(data)
 
 
+@pytest.mark.slow  # about 20 s; the static batch-1 conversion it motivates is in the default suite
 def test_dynamic_batch_brings_shape_arithmetic():
     """Why we trace at batch 1: the plain Keras path keeps the batch dynamic."""
     import tensorflow as tf

@@ -78,7 +78,9 @@ def cswin_t():
     keras.backend.clear_session()
 
 
-@pytest.mark.parametrize("name", ["cswin_s", "cswin_b", "cswin_l"])
+@pytest.mark.parametrize("name", ["cswin_s",  # the larger two take 10 s each to build: slow suite
+                                  pytest.param("cswin_b", marks=pytest.mark.slow),
+                                  pytest.param("cswin_l", marks=pytest.mark.slow)])
 def test_paper_variants_have_the_reference_parameter_counts(name):
     model = create_model(name)
     try:

@@ -89,7 +89,7 @@ LIBRARY_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages|INF
                          r"|(WARNING|INFO):(tensorflow|absl)|fully_quantize:|.*(cuDNN|cuBLAS|oneDNN))")
 
 
-def test_demo_model_round_trip_through_convert_and_test(demo, tmp_path):
+def test_demo_model_round_trip_through_convert_and_test(demo, tmp_path, capsys):
     """The CLI path a user takes after training: convert the .keras file for a board, test the
     .tflite beside its float model; every check passes at the default thresholds, and stderr
     carries edgezoo's stage lines and nothing of TensorFlow's."""
@@ -109,9 +109,12 @@ def test_demo_model_round_trip_through_convert_and_test(demo, tmp_path):
     assert report["agreement"]["value"] >= report["thresholds"]["top1_agreement"] == 0.98
     assert report["agreement"]["informative"] and report["agreement"]["samples"] == 360
     assert report["provenance"]["recipe"]["rewrites"] == ["gelu", "dense_as_conv1x1"]
-    code, stdout, err = edgezoo("test", tmp_path / "int8" / "model.tflite", "--target", "nrf52840",
-                                "--keras", keras_file, "--data", "digits", "--json",
-                                "--out", tmp_path / "tested")
+    from edgezoo.cli import main  # the same command in-process (the process-level checks are above)
+
+    code = main(["test", str(tmp_path / "int8" / "model.tflite"), "--target", "nrf52840",
+                 "--keras", str(keras_file), "--data", "digits", "--json",
+                 "--out", str(tmp_path / "tested")])
+    stdout, err = capsys.readouterr()
     assert code == 0, stdout + err
     tested = json.loads(stdout)
     assert tested["passed"] is True

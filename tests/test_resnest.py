@@ -43,7 +43,9 @@ def count_by_part(model):
     return {k: v for k, v in parts.items() if v}
 
 
-@pytest.mark.parametrize("name", list(TIMM_PARAMS))
+@pytest.mark.parametrize("name", [  # the two largest take 10 s each to build: slow suite
+    pytest.param(n, marks=pytest.mark.slow) if n in ("resnest200", "resnest269") else n
+    for n in TIMM_PARAMS])
 def test_paper_variants_have_timms_parameter_counts(name):
     model = create_model(name)
     try:
