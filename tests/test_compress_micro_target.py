@@ -6,6 +6,8 @@ layer's graph through ``layer.input`` / ``inbound_nodes[0]``, another model's ca
 convert --prune 0.5 --target nrf52840`` ended in "Graph disconnected". Measured on the output:
 the .tflite read with the flatbuffer schema alone, and the Keras models run side by side.
 """
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -268,3 +270,26 @@ def test_qat_fold_check_reads_the_model_at_hand():
         keras.models.clone_model(model, clone_function=wrap))
     assert len(stripped.get_layer("bn")._inbound_nodes) == 3  # model, wrapped, stripped
     check_qat(stripped)  # no RecipeError
+
+
+def test_the_readme_prune_and_cluster_command_for_nrf52840(vit, digits16, tmp_path, capsys):
+    """``edgezoo convert FILE --prune 0.5 --cluster 8 --finetune-epochs 1 --target nrf52840``
+    (in-process): it used to end in a "Graph disconnected" traceback after fine-tuning. Now it
+    completes, writes a whole output set and reports both steps; the untrained model's agreement
+    may fail its gate (exit 1), which is a verdict, not a crash."""
+    from edgezoo.cli import main
+    from edgezoo.zoo.data.contract import InputContract, record_in_keras_file
+
+    path = tmp_path / "vit1.keras"
+    vit.save(path)
+    record_in_keras_file(path, InputContract(0.0, 1.0, "test"))
+    np.savez(tmp_path / "digits.npz", x=digits16.train.x[:120], y=digits16.train.y[:120])
+    code = main(["convert", str(path), "--prune", "0.5", "--cluster", "8", "--finetune-epochs", "1",
+                 "--target", "nrf52840", "--calib", str(tmp_path / "digits.npz"),
+                 "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code in (0, 1) and "Traceback" not in err and "error:" not in err, err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["provenance"]["recipe"]["steps"][:2] == ["prune", "cluster"]
+    assert "GELU" not in report["ops"] and report["fits"] is True
+    assert (tmp_path / "out" / "model.tflite").stat().st_size == report["tflite_bytes"]

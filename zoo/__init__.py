@@ -3,6 +3,8 @@ from edgezoo.zoo import vit  # noqa: F401  (registers its variants)
 from edgezoo.zoo import resnest  # noqa: F401  (registers its variants)
 from edgezoo.zoo import cswin  # noqa: F401  (registers its variants)
 from edgezoo.zoo import perceiver  # noqa: F401  (registers its variants)
+from edgezoo.zoo import vit_checkpoint  # noqa: F401  (registers the timm ViT mapping)
+from edgezoo.zoo.checkpoints import from_checkpoint, read_preprocessing, to_checkpoint
 from edgezoo.zoo.registry import (
     create_model,
     list_models,
@@ -12,4 +14,4 @@ from edgezoo.zoo.registry import (
     registry_contract,
 )
 
-__all__ = ["create_model", "list_models", "list_tasks", "model_info", "register_model", "registry_contract"]
+__all__ = ["create_model", "from_checkpoint", "read_preprocessing", "to_checkpoint", "list_models", "list_tasks", "model_info", "register_model", "registry_contract"]
