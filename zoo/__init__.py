@@ -14,4 +14,5 @@ from edgezoo.zoo.registry import (
     registry_contract,
 )
 
-__all__ = ["create_model", "from_checkpoint", "read_preprocessing", "to_checkpoint", "list_models", "list_tasks", "model_info", "register_model", "registry_contract"]
+__all__ = ["create_model", "from_checkpoint", "list_models", "list_tasks", "model_info",
+           "read_preprocessing", "register_model", "registry_contract", "to_checkpoint"]

@@ -26,7 +26,8 @@ def _pickle_refusal(path):
         f"from the file). Convert it to safetensors where PyTorch is installed and the file is "
         f"trusted: python -c \"import torch; from safetensors.torch import save_file; "
         f"save_file(torch.load('{Path(path).name}', map_location='cpu', weights_only=True), "
-        f"'model.safetensors')\", then pass the .safetensors file (or its folder, with config.json)."
+        f"'model.safetensors')\", then pass the .safetensors file (or its folder, with "
+        f"config.json)."
     )
 
 
@@ -131,18 +132,23 @@ def _names(names, limit=20):
     return ", ".join(names[:limit]) + more
 
 
-def assign(tensors, plan, *, skippable=(), model=None):
+def assign(tensors, plan, *, skippable=(), model=None, fresh=()):
     """Assign every tensor of the plan exactly once, after checking all of them.
 
     Missing tensors, leftover tensors (other than ``skippable`` glob patterns: buffers the model
     does not need) and shapes that differ are errors naming the tensors; with ``model``, so is a
-    trainable variable that the plan leaves unassigned (a mapping bug).
+    trainable variable that the plan leaves unassigned (a mapping bug), except in the ``fresh``
+    layers (e.g. a new head).
     """
     wanted = {step.tensor for step in plan}
     missing = sorted(wanted - set(tensors))
     extra = sorted(n for n in tensors if n not in wanted
                    and not any(fnmatch.fnmatchcase(n, p) for p in skippable))
     problems = []
+    names = [step.tensor for step in plan]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        problems.append(f"mapping bug: tensors mapped twice: {_names(twice)}")
     if missing:
         problems.append(f"missing tensors: {_names(missing)}")
     if extra:
@@ -167,7 +173,9 @@ def assign(tensors, plan, *, skippable=(), model=None):
                                 f"{seen[id(v)]} and {step.tensor}")
             seen[id(v)] = step.tensor
     if model is not None:
-        unfilled = [v.name for v in model.trainable_variables if id(v) not in seen]
+        kept = {id(v) for name in fresh for v in model.get_layer(name).trainable_variables}
+        unfilled = [v.name for v in model.trainable_variables
+                    if id(v) not in seen and id(v) not in kept]
         if unfilled:
             problems.append(f"mapping bug: no tensor fills {_names(unfilled)}")
     if problems:
@@ -220,7 +228,8 @@ def from_checkpoint(path, **overrides):
     config.json beside it. ``overrides`` replace builder keywords (e.g. ``dropout``); a
     ``num_classes`` other than the checkpoint's leaves a fresh head. The checkpoint's
     preprocessing (timm ``pretrained_cfg``) is on ``model.preprocessing`` (see
-    ``read_preprocessing``).
+    ``read_preprocessing``);
+    it does not travel in a ``.keras`` file.
     """
     supported = supported_architectures()
     config, tensors = read_checkpoint(path)
@@ -231,9 +240,11 @@ def from_checkpoint(path, **overrides):
                              f"'architectures' entry beside the weights; supported: {listing}")
     loader = _FAMILIES.get(hub, {}).get(arch)
     if loader is None:
-        raise UnknownModelError(f"{hub} architecture {arch!r} is not supported; supported: {listing}")
+        raise UnknownModelError(f"{hub} architecture {arch!r} is not supported; "
+                                f"supported: {listing}")
     model = loader(config, tensors, **overrides)
-    model.preprocessing = read_preprocessing(config)
+    # Set past Keras' attribute tracking, which would wrap the lists (and is not saved anyway).
+    object.__setattr__(model, "preprocessing", read_preprocessing(config))
     return model
 
 
@@ -241,9 +252,11 @@ def read_preprocessing(config_or_path):
     """The preprocessing a checkpoint was trained with (timm ``pretrained_cfg``), or
     ``"unknown"`` when the configuration does not say. ``input_shape`` is (H, W, C)."""
     config = config_or_path
-    if not isinstance(config, dict):
-        config, _ = read_checkpoint(config_or_path) if Path(config_or_path).is_dir() else (
-            json.loads(Path(config_or_path).read_text()), None)
+    if not isinstance(config, dict):  # a folder, a config.json, or weights beside one
+        path = Path(config_or_path)
+        path = path / CONFIG_FILE if path.is_dir() else (
+            path if path.suffix == ".json" else path.parent / CONFIG_FILE)
+        config = json.loads(path.read_text()) if path.is_file() else {}
     cfg = config.get("pretrained_cfg")
     if not cfg:
         return "unknown"

@@ -102,8 +102,9 @@ def vit_kwargs_from_timm(config):
             raise ModelFileError(f"timm {arch} with {key}={value!r} is not supported by the zoo "
                                  f"ViT (it has {key}={_TIMM_FIXED[key]!r})")
         if key not in _TIMM_FIXED and key not in _TIMM_MAPPED:
+            known = ", ".join(sorted(_TIMM_MAPPED | set(_TIMM_FIXED)))
             raise ModelFileError(f"timm model_args {key}={value!r} is not supported by the zoo "
-                                 f"ViT; known: {', '.join(sorted(_TIMM_MAPPED | set(_TIMM_FIXED)))}")
+                                 f"ViT; known: {known}")
     size = args["img_size"]
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     dropout = args.get("proj_drop_rate", args["drop_rate"])
@@ -132,8 +133,9 @@ def load_timm_vit(config, tensors, **overrides):
     model = vit(**kwargs)
     same_head = kwargs["num_classes"] == own_classes and own_classes > 0
     skippable = () if same_head else ("head.*",)
+    fresh = ("head",) if kwargs["num_classes"] and not same_head else ()
     assign(tensors, vit_plan(model, kwargs["depth"], with_head=same_head), skippable=skippable,
-           model=model)
+           model=model, fresh=fresh)
     return model
 
 
