@@ -9,7 +9,7 @@ the data's test split, which nothing calibrates, fine-tunes or chooses on.
 import time
 from pathlib import Path
 
-from edgezoo.errors import DataError, ModelFileError, RecipeError
+from edgezoo.errors import DataError, RecipeError
 
 CALIBRATION_HELP = (
     "int8 quantization sets every tensor's range from representative data: a few hundred "

@@ -28,6 +28,13 @@ def digits16():
 
 
 @pytest.fixture(scope="session")
+def digits32():
+    from edgezoo.zoo.data import load_digits
+
+    return load_digits((32, 32, 1))
+
+
+@pytest.fixture(scope="session")
 def digits8():
     from edgezoo.zoo.data import load_digits
 

@@ -21,7 +21,7 @@ from edgezoo.edge.pytest_plugin import EdgeCheck
 from edgezoo.errors import EdgezooError
 
 MUTANTS = 200
-SAMPLE = 32  # the default run: a seeded sample of the 200 (about 40 s on 2 cores)
+SAMPLE = 24  # the default run: a seeded sample of the 200 (about 30 s on 2 cores)
 BOARDS = ("rpi4", "nrf52840")  # LiteRT (XNNPACK ships) and TFLite Micro (KWS's arena fits)
 HEAD = 8 * 1024
 TRACEBACK = "Traceback (most recent call last)"
