@@ -50,13 +50,6 @@ def model_contract(source, input_range=None):
     return registry_contract(str(source))
 
 
-def check_out_dir(out_dir):
-    """Refuse an --out that cannot take an output set, before any work."""
-    from edgezoo.output_set import check
-
-    check(out_dir)
-
-
 def prepare_conversion(source, quantize="int8", target=None, calib=None, input_shape=None,
                        recipe=None, seed=0, input_range=None, trust_model_code=False):
     """Every check that needs no conversion, in order: (model, profile, data set or None, contract)."""

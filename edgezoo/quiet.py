@@ -23,7 +23,7 @@ NOISE = re.compile(
     rb"|fully_quantize: \d+, inference_type"  # the MLIR quantizer's printf
     rb"|To enable the following instructions:|oneDNN custom operations are on"
     rb"|.*(?:cuda|cuDNN|cuBLAS|cuFFT|TensorRT|XLA service).*(?:factory|not found|registered)"
-    rb"|.*(?:DeprecationWarning|UserWarning|FutureWarning|RuntimeWarning):"
+    rb"|.*/site-packages/(?!edgezoo/).*(?:DeprecationWarning|UserWarning|FutureWarning|RuntimeWarning):"
     rb"|\s+warnings\.warn\()")
 
 
@@ -65,7 +65,8 @@ def quiet_python_logs():
     """TensorFlow's and absl's Python loggers and library warnings down to errors."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore")  # the libraries' deprecation and usage chatter ...
+    warnings.filterwarnings("default", module=r"edgezoo\.")  # ... but never edgezoo's own warnings
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("h5py").setLevel(logging.ERROR)

@@ -28,7 +28,13 @@ class WorkerProcess:
         """Stop a hung worker; the next call starts a fresh one."""
         self.proc.kill()
         self.proc.wait()
+        self._close_pipes()
         self.proc = None
+
+    def _close_pipes(self):
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
     def close(self):
         if self.proc is not None and self.pid == os.getpid() and self.proc.poll() is None:
@@ -38,4 +44,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None and self.pid == os.getpid():
+            self._close_pipes()
         self.proc = None
