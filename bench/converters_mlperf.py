@@ -108,7 +108,7 @@ def plot(rows, official):
     ax.set_ylabel("top-1 agreement with float (512 held-out patches)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    from edgezoo import files
+    from edgezoo.base import files
 
     with files.atomic_path(PLOT) as tmp:
         fig.savefig(tmp, dpi=120)
@@ -120,7 +120,7 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the table and plot from bench/results without converting")
     args = parser.parse_args(argv)
-    from edgezoo import files
+    from edgezoo.base import files
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results["official int8 file"] = official_row()

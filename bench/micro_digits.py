@@ -147,7 +147,7 @@ def plot(rows, legacy=()):
     ax.set_ylabel("int8 accuracy on TFLite Micro (digits test)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    from edgezoo import files
+    from edgezoo.base import files
 
     with files.atomic_path(PLOT) as tmp:
         fig.savefig(tmp, dpi=120)
@@ -173,7 +173,7 @@ def main(argv=None):
             runs.append(run_one(report, timings))
             if seed == args.seeds[0]:  # sizes and speed columns come from the first seed
                 first = report, timings
-        from edgezoo import files
+        from edgezoo.base import files
 
         # re-read before writing: two runs (one thread each) can fill the file side by side
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}

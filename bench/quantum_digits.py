@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import edgezoo  # noqa: F401  (Keras 2 before TensorFlow)
-from edgezoo import files
+from edgezoo.base import files
 from edgezoo.quantum.tasks import get_task
 from edgezoo.quantum.training import evaluate_under_noise, mean_std, train_task
 

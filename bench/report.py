@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from edgezoo import files
+from edgezoo.base import files
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -11,7 +11,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from edgezoo.converters.finetune import classification_loss, finetune, require_graph_model
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 CENTROID_INITS = {
     "kmeans_plus_plus": tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS,

@@ -13,7 +13,7 @@ import tf_keras as keras
 from edgezoo.converters.calibration import check_calibration
 from edgezoo.converters.finetune import FinetuneData, require_graph_model
 from edgezoo.converters.recipe import Recipe
-from edgezoo.errors import DataError, RecipeError
+from edgezoo.base.errors import DataError, RecipeError
 
 
 @dataclasses.dataclass

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from edgezoo.converters.finetune import FinetuneData, finetune, outputs_probabilities
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 
 class SoftTargetLoss(keras.losses.Loss):

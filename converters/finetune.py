@@ -37,7 +37,7 @@ class FinetuneData:
 
 def require_graph_model(model, what):
     """TFMOT wraps and clones layer graphs: refuse (before any work) a model it cannot see."""
-    from edgezoo.errors import RecipeError
+    from edgezoo.base.errors import RecipeError
 
     if not isinstance(model, keras.Model):
         raise RecipeError(f"{what} needs a tf_keras Model, got {type(model).__name__}")

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import WEIGHT_INPUTS
-from edgezoo.errors import ModelFileError, RecipeError
+from edgezoo.base.errors import ModelFileError, RecipeError
 
 DECODE_OP = "TFLM_DECODE"
 # Tensor types compressed (the weights of integer models); others keep their stored values.

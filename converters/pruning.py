@@ -27,7 +27,7 @@ from edgezoo.converters.finetune import (
     require_graph_model,
     steps_per_epoch,
 )
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 SCHEDULES = ("constant", "polynomial")
 POLICIES = {"xnnpack": tfmot.sparsity.keras.PruneForLatencyOnXNNPack}

@@ -22,7 +22,7 @@ from edgezoo.converters.quantize_configs import (
     PRESERVE,
     PRESERVE_UNSUPPORTED,
 )
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 # Activation functions TFMOT's own Activation config handles.
 TFMOT_ACTIVATIONS = ("relu", "relu6", "swish", "gelu", "linear", "softmax", "sigmoid", "tanh")

@@ -7,7 +7,7 @@ every conversion traces the model at batch size 1.
 import numpy as np
 import tensorflow as tf
 
-from edgezoo.errors import UnsupportedQuantizationError
+from edgezoo.base.errors import UnsupportedQuantizationError
 
 QUANTIZATION_MODES = ("int8", "int16x8", "float16", "dynamic", "none")
 
@@ -103,7 +103,7 @@ def check_ranges(model, samples, probe=32):
     and abort the process rather than raise."""
     import tf_keras as keras
 
-    from edgezoo.errors import RecipeError
+    from edgezoo.base.errors import RecipeError
 
     for layer in model.layers:
         for w in layer.weights:

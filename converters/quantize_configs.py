@@ -23,20 +23,11 @@ from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.pr
 )
 
 from edgezoo.converters.gelu import micro_gelu
-from edgezoo.zoo.layers import (
-    ClassToken,
-    CrossAttention,
-    CrossShapedWindowAttention,
-    FourierPositionEncoding,
-    LatentArray,
-    MultiHeadSelfAttention,
-    PointwiseDense,
-    PositionEmbedding,
-    RadixSoftmax,
-    RadixSum,
-    StochasticDepth,
-    TokenSelect,
-)
+from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
+from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
+from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
+from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
+from edgezoo.zoo.vit.layers import PositionEmbedding
 
 quantizers = tfmot.quantization.keras.quantizers
 

@@ -9,7 +9,7 @@ import dataclasses
 import math
 
 from edgezoo.converters.quantize import MICRO_REFUSES, QUANTIZATION_MODES
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 # Upper bounds of counts in a recipe: beyond them a value is a typo, not a plan.
 LIMITS = {"finetune_epochs": 10_000, "batch_size": 1 << 16, "calibration_samples": 1 << 20,
@@ -171,7 +171,7 @@ class Recipe:
 
     @classmethod
     def from_file(cls, path):
-        from edgezoo.files import read_json
+        from edgezoo.base.files import read_json
 
         return cls.from_dict(read_json(path, "recipe file", RecipeError))
 

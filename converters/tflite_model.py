@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 
 OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}

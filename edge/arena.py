@@ -23,7 +23,7 @@ import numpy as np
 from edgezoo.converters.c_export import ALIGNMENT, ARENA_MARGIN, arena_constant
 from edgezoo.edge.runners.base import InputError
 from edgezoo.edge.runners.micro import CHILD, MicroRunner, child_env
-from edgezoo.errors import RuntimeFailure
+from edgezoo.base.errors import RuntimeFailure
 
 PROBE_TIMEOUT_S = 60  # one prepare and invoke(s) at one arena size
 HOST_NOTE = ("Arena sizes are measured on this 64-bit host: a 32-bit microcontroller's pointers "

@@ -19,7 +19,7 @@ from ai_edge_litert import schema_py_generated as schema
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, read_tflite
 from edgezoo.edge.safe_load import check_tflite_ops
 from edgezoo.edge.runners.worker import WorkerProcess
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 
 # Bits per element of fixed-size tensor types; STRING, RESOURCE and VARIANT have no fixed size.
 _BITS = {"FLOAT32": 32, "FLOAT16": 16, "INT32": 32, "UINT8": 8, "INT64": 64, "BOOL": 8, "INT16": 16,

@@ -8,7 +8,7 @@ import math
 
 from ai_edge_litert import schema_py_generated as schema
 
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 
 MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV")
 POOL_OPS = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D")

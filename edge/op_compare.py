@@ -29,7 +29,7 @@ from ai_edge_litert import schema_py_generated as schema
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, quantize_input
 from edgezoo.edge.runners.base import InputError
 from edgezoo.edge.runners.micro import CHILD, child_env, read_progress, watch_child
-from edgezoo.errors import RuntimeFailure
+from edgezoo.base.errors import RuntimeFailure
 
 # Ops whose reference kernels round differently in the two runtimes: op -> (LSB, reason).
 # Every other op is expected bit-exact on identical inputs. Widen only after measuring.

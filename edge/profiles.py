@@ -5,7 +5,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from edgezoo.errors import EdgezooError, UnknownTargetError
+from edgezoo.base.errors import EdgezooError, UnknownTargetError
 
 RUNTIMES = ("tflite-micro", "litert")
 _INT_FIELDS = ("flash_bytes", "ram_bytes", "flash_reserve_bytes", "ram_margin_bytes")
@@ -61,7 +61,7 @@ def load_profiles(extra=None):
     text = resources.files("edgezoo.edge").joinpath("profiles.json").read_text()
     profiles = {n: _parse(n, f, "profiles.json") for n, f in json.loads(text).items()}
     if extra is not None:
-        from edgezoo.files import read_json
+        from edgezoo.base.files import read_json
 
         path = Path(extra)
         data = read_json(path, "profile file", ProfileError)

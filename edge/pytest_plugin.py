@@ -68,7 +68,7 @@ class EdgeCheck:
         from edgezoo.edge.loader import load_tflite
         from edgezoo.edge.profiles import get_profile
         from edgezoo.edge.verification import DEFAULT_THRESHOLDS, random_inputs, verify
-        from edgezoo.errors import EdgezooError
+        from edgezoo.base.errors import EdgezooError
 
         if device is None:
             raise _Failed(f"edge_check needs a board: mark the test @pytest.mark.{MARKER}('nrf52840') "

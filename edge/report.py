@@ -1,7 +1,7 @@
 """report.json and report.md: what a person checks before flashing a board."""
 import json
 
-from edgezoo import files
+from edgezoo.base import files
 
 
 def _fmt_bytes(n):

@@ -13,7 +13,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from edgezoo.errors import ModelFileError, UnsafeModelError
+from edgezoo.base.errors import ModelFileError, UnsafeModelError
 
 # --- Keras model files (.keras, .h5, SavedModel metadata) -----------------------------------
 

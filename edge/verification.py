@@ -34,7 +34,7 @@ import dataclasses
 
 import numpy as np
 
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 
 @dataclasses.dataclass(frozen=True)

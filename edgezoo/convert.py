@@ -9,7 +9,7 @@ the data's test split, which nothing calibrates, fine-tunes or chooses on.
 import time
 from pathlib import Path
 
-from edgezoo.errors import DataError, RecipeError
+from edgezoo.base.errors import DataError, RecipeError
 
 CALIBRATION_HELP = (
     "int8 quantization sets every tensor's range from representative data: a few hundred "
@@ -125,10 +125,10 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
     Returns the report (``report["passed"]`` says whether every check held).
     """
     from edgezoo.converters.recipe import Recipe
-    from edgezoo.provenance import provenance
+    from edgezoo.base.provenance import provenance
 
-    from edgezoo.output_set import output_set
-    from edgezoo.stages import stage
+    from edgezoo.base.output_set import output_set
+    from edgezoo.cli.stages import stage
 
     start = time.perf_counter()
     recipe = (recipe or Recipe(seed=seed)).replace(quantize=quantize, target=target)
@@ -187,7 +187,7 @@ def write_outputs(out_dir, data, report, parsed=None, timings=None):
     """model.tflite, model_data.h/.cc (the C array for firmware) when the model is parsed,
     report.png (per-layer weight size and error), report.json and report.md (identical for
     identical inputs and seed), timings.json (wall times, which are not). ``out_dir`` is an
-    output set's staging folder (``edgezoo.output_set``): it is shown whole or not at all."""
+    output set's staging folder (``edgezoo.base.output_set``): it is shown whole or not at all."""
     import json
 
     from edgezoo.converters.c_export import render_header, render_source

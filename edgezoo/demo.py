@@ -20,7 +20,7 @@ def train_and_verify(model_name, target="nrf52840", *, epochs, seed=0, learning_
     from edgezoo.edge.latency_model import estimate_latency
     from edgezoo.edge.profiles import get_profile, load_profiles
     from edgezoo.edge.runners.litert import LiteRTRunner
-    from edgezoo.provenance import provenance
+    from edgezoo.base.provenance import provenance
     from edgezoo.zoo import create_model, registry_contract
     from edgezoo.zoo.data.sources import load_for_model
     from edgezoo.zoo.training import deterministic, fit_classifier
@@ -97,7 +97,7 @@ def run_demo(out_dir="artifacts/demo", model_name=DEFAULTS["model"], target=DEFA
     ``out_dir`` (report.json is the same for the same seed; timings.json holds wall times)."""
     from edgezoo.convert import write_outputs
     from edgezoo.converters.tflite_model import read_tflite
-    from edgezoo.output_set import output_set
+    from edgezoo.base.output_set import output_set
     from edgezoo.zoo import registry_contract
     from edgezoo.zoo.data.contract import record_in_keras_file
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 
 
 class FloatReference:
@@ -52,7 +52,7 @@ def test_tflite(path, target, samples=32, seed=0, profiles=None, float_model=Non
     report.json, report.md and report.png there, as one output set."""
     import contextlib
 
-    from edgezoo.output_set import output_set
+    from edgezoo.base.output_set import output_set
 
     with output_set(out_dir) if out_dir is not None else contextlib.nullcontext() as folder:
         report = _test_tflite(path, target, samples, seed, profiles, float_model, data,
@@ -79,7 +79,7 @@ def _test_tflite(path, target, samples, seed, profiles, float_model, data, input
     from edgezoo.zoo.data.contract import user_contract
     from edgezoo.zoo.data.sources import load_for_model
 
-    from edgezoo.stages import stage
+    from edgezoo.cli.stages import stage
 
     profile = get_profile(target, extra=profiles)
     stage(f"loading {path} (LiteRT's verifier, structural checks)")

@@ -9,7 +9,7 @@ import json
 import cirq
 import numpy as np
 
-from edgezoo import files
+from edgezoo.base import files
 from edgezoo.quantum.errors import QuantumConfigError, UnresolvedSymbolsError
 
 FORMAT = "edgezoo.quantum.export/1"

@@ -1,5 +1,5 @@
 """Errors edgezoo.quantum raises for bad input; each names what is wrong and what to do."""
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 
 class QuantumError(EdgezooError):

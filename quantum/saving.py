@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 from edgezoo.quantum._tfq import require_tfq
 
 

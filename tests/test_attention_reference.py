@@ -13,7 +13,7 @@ import pytest
 import tf_keras as keras
 
 from edgezoo.zoo.layers.attention import MultiHeadSelfAttention
-from edgezoo.zoo.layers.cross_attention import CrossAttention
+from edgezoo.zoo.perceiver.layers.cross_attention import CrossAttention
 from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
 
 TOL = 1e-5

@@ -18,7 +18,7 @@ import pytest
 from cli_fixtures import TRACEBACK, set_files, tiny_classifier
 
 from edgezoo.cli import main
-from edgezoo.output_set import sets_dir
+from edgezoo.base.output_set import sets_dir
 
 SET_FILES = {"model.tflite", "model_data.h", "model_data.cc", "report.json", "report.md",
              "report.png", "timings.json"}

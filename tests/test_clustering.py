@@ -7,7 +7,7 @@ from edgezoo.converters.clustering import cluster
 from edgezoo.converters.finetune import FinetuneData, finetune
 from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_weights import constant_weights, max_unique_per_channel, sparsity_by_layer
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 
 def small_cnn():

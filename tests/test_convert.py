@@ -10,7 +10,7 @@ from edgezoo.edge.micro_ops import micro_op_table
 from edgezoo.edge.runners.micro import check_micro_ops
 from edgezoo.edge.profiles import get_profile
 from edgezoo.edge.verification import verify
-from edgezoo.errors import DataError, RecipeError, UnsupportedOpsError, UnsupportedQuantizationError
+from edgezoo.base.errors import DataError, RecipeError, UnsupportedOpsError, UnsupportedQuantizationError
 from edgezoo.zoo import create_model
 
 

@@ -3,10 +3,10 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from edgezoo.errors import InputShapeError
+from edgezoo.base.errors import InputShapeError
 from edgezoo.zoo import create_model, model_info
 from edgezoo.zoo.cswin import cswin
-from edgezoo.zoo.layers import CrossShapedWindowAttention
+from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from model_case import assert_model_checks, run_model_checks, samples_for
 
 # The paper's counts (Table 1 / the official README, 224x224, 1000 classes), in millions.

@@ -16,7 +16,7 @@ from edgezoo.converters.gelu import (
 from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.runners.micro import check_micro_ops
-from edgezoo.errors import UnsupportedOpsError
+from edgezoo.base.errors import UnsupportedOpsError
 
 
 def _mlp(activation_layer=True, approximate=False):

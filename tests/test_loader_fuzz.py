@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from edgezoo.edge.loader import check_structure, load_tflite
 from edgezoo.edge.runners.micro import MicroRunner, run_many
-from edgezoo.errors import EdgezooError, ModelFileError, RuntimeFailure
+from edgezoo.base.errors import EdgezooError, ModelFileError, RuntimeFailure
 
 PER_MODEL_TIMEOUT = 20
 FLUSH_EVERY = 100  # survivors run in batches, so memory stays flat over 10,000 inputs

@@ -10,7 +10,7 @@ from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import constant_weights
 from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops
-from edgezoo.errors import ModelFileError, RecipeError
+from edgezoo.base.errors import ModelFileError, RecipeError
 
 
 def small_cnn():

@@ -22,7 +22,7 @@ from edgezoo.converters.tflite_model import dequantize_output, read_tflite
 from edgezoo.converters.transpose import MicroTranspose, merged_transpose, rewrite_transposes
 from edgezoo.edge.runners.litert import LiteRTRunner
 from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops, run_many
-from edgezoo.errors import UnsupportedOpsError
+from edgezoo.base.errors import UnsupportedOpsError
 
 ACTIVATIONS = sorted(MICRO_ACTIVATIONS)
 DENSE_SHAPES = [(5, 6), (3, 4, 6), (2, 3, 4, 6), (2, 2, 3, 4, 6)]

@@ -11,7 +11,7 @@ from edgezoo.converters.quantize import convert
 from edgezoo.converters.rewrites import apply_micro_rewrites
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops, run_many
-from edgezoo.errors import UnsupportedOpsError
+from edgezoo.base.errors import UnsupportedOpsError
 
 NOW_RUNS = "now runs on TFLite Micro: remove its row from micro_support"
 MICRO_ZOO = ["cswin_micro", "perceiver_io_micro", "perceiver_micro", "resnest_micro", "vit_micro"]

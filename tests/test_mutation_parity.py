@@ -18,7 +18,7 @@ import pytest
 from edgezoo import cli
 from edgezoo.edge.loader import load_tflite
 from edgezoo.edge.pytest_plugin import EdgeCheck
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 MUTANTS = 200
 SAMPLE = 24  # the default run: a seeded sample of the 200 (about 30 s on 2 cores)

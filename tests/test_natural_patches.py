@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 from edgezoo.zoo.data import (load_dataset, load_natural_patch_grid, load_natural_patches,
                                natural_patch_grid)
 from edgezoo.zoo.data.natural_patches import natural_patch_rectangles, resize_square

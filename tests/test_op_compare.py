@@ -6,7 +6,7 @@ import pytest
 from edgezoo.edge import op_compare
 from edgezoo.edge.loader import load_tflite
 from edgezoo.edge.op_compare import OP_TOLERANCE_LSB, compare_ops, one_op_model, read_model_t
-from edgezoo.errors import RuntimeFailure
+from edgezoo.base.errors import RuntimeFailure
 
 from conftest import ad_autoencoder, shifted_micro
 

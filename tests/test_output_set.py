@@ -8,8 +8,8 @@ import pytest
 from cli_fixtures import TRACEBACK, edgezoo_process, set_files, tiny_classifier
 
 from edgezoo.cli import main
-from edgezoo.errors import DataError
-from edgezoo.output_set import OutputSet, output_set, sets_dir
+from edgezoo.base.errors import DataError
+from edgezoo.base.output_set import OutputSet, output_set, sets_dir
 
 
 def _write(folder, **files):

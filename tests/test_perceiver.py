@@ -5,9 +5,10 @@ import pytest
 import tf_keras as keras
 
 from edgezoo.converters.rewrites import apply_micro_rewrites
-from edgezoo.errors import InputShapeError
+from edgezoo.base.errors import InputShapeError
 from edgezoo.zoo import create_model, model_info
-from edgezoo.zoo.layers import CrossAttention, FourierPositionEncoding, MultiHeadSelfAttention
+from edgezoo.zoo.layers import MultiHeadSelfAttention
+from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding
 from edgezoo.zoo.perceiver import perceiver, perceiver_io
 from model_case import (
     FLOAT_TFLITE_RTOL,

@@ -4,7 +4,7 @@ import pytest
 
 from edgezoo.edge.budget import check_budget
 from edgezoo.edge.profiles import ProfileError, get_profile, load_profiles
-from edgezoo.errors import UnknownTargetError
+from edgezoo.base.errors import UnknownTargetError
 
 
 def test_nrf52840_profile():

@@ -14,7 +14,7 @@ from edgezoo.converters.finetune import FinetuneData, finetune, steps_per_epoch
 from edgezoo.converters.quantize import convert
 from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import constant_weights, sparsity_by_layer
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 EPOCHS = 2
 
@@ -185,7 +185,8 @@ def test_zoo_layers_are_pruned_and_round_trip(digits8, tmp_path):
 
     Measured per projection in Keras, and per weight tensor in the .tflite.
     """
-    from edgezoo.zoo.layers import CrossAttention, MultiHeadSelfAttention, PointwiseDense
+    from edgezoo.zoo.layers import MultiHeadSelfAttention, PointwiseDense
+    from edgezoo.zoo.perceiver.layers import CrossAttention
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))

@@ -12,7 +12,7 @@ from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
 from edgezoo.edge.runners.litert import LiteRTRunner
 from edgezoo.edge.runners.micro import MicroRunner
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 from edgezoo.zoo import create_model
 from edgezoo.zoo.data import load_digits
 

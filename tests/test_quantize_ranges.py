@@ -5,7 +5,7 @@ import pytest
 import tf_keras as keras
 
 from edgezoo.converters.quantize import MAX_ABS_RANGE, check_ranges, convert
-from edgezoo.errors import RecipeError
+from edgezoo.base.errors import RecipeError
 
 
 def _model(kernel_value):

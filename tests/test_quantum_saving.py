@@ -7,7 +7,7 @@ import pytest
 import tensorflow_quantum as tfq
 import tf_keras as keras
 
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 from edgezoo.quantum import factories as F
 from edgezoo.quantum import load_model, save_model
 from edgezoo.quantum.ansatze import hardware_efficient, hardware_efficient_block, identity_blocks, z_observables

@@ -10,7 +10,7 @@ from edgezoo.converters.compress import compress
 from edgezoo.converters.distill import SoftTargetLoss, distill
 from edgezoo.converters.finetune import FinetuneData
 from edgezoo.converters.recipe import Recipe
-from edgezoo.errors import DataError, RecipeError
+from edgezoo.base.errors import DataError, RecipeError
 
 
 def small_cnn(name="cnn", width=8, seed=0):

@@ -1,6 +1,6 @@
 import pytest
 
-from edgezoo.errors import UnknownModelError
+from edgezoo.base.errors import UnknownModelError
 from edgezoo.zoo import create_model, list_models, model_info, register_model
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from edgezoo.errors import InputShapeError
+from edgezoo.base.errors import InputShapeError
 from edgezoo.zoo import create_model, model_info
 from edgezoo.zoo.resnest import resnest, split_attention
 from model_case import assert_model_checks, run_model_checks, samples_for

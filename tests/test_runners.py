@@ -8,7 +8,7 @@ from edgezoo.edge.runners import micro as micro_module
 from edgezoo.edge.runners.base import InputError
 from edgezoo.edge.runners.litert import LiteRTRunner
 from edgezoo.edge.runners.micro import MicroRunner, check_micro_ops, parse_allocations
-from edgezoo.errors import ModelFileError, RuntimeFailure, UnsupportedOpsError
+from edgezoo.base.errors import ModelFileError, RuntimeFailure, UnsupportedOpsError
 
 
 def _random_int8(model, n, seed=0):

@@ -17,7 +17,7 @@ import pytest
 import edgezoo  # noqa: F401  (Keras 2 mode before TensorFlow loads)
 from edgezoo.cli import main
 from edgezoo.edge import safe_load
-from edgezoo.errors import ModelFileError, UnsafeModelError
+from edgezoo.base.errors import ModelFileError, UnsafeModelError
 
 PROBE = "edgezoo_safe_loading_probe"  # a module whose import writes a marker
 LAMBDA_LAYER = "marker_lambda"

@@ -12,7 +12,7 @@ from edgezoo.converters.tflite_model import read_tflite
 from edgezoo.converters.tflite_weights import sparsity_by_layer
 from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES
 from edgezoo.edge.runners.micro import check_micro_ops, parse_allocations, static_problems
-from edgezoo.errors import UnsupportedOpsError
+from edgezoo.base.errors import UnsupportedOpsError
 
 
 def _tiny_model():

@@ -8,7 +8,7 @@ from edgezoo.edge.loader import load_tflite
 from edgezoo.edge.profiles import get_profile
 from edgezoo.edge.runners.micro import MicroRunner
 from edgezoo.edge.verification import DEFAULT_THRESHOLDS, random_inputs, uninformative_reasons, verify
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 from conftest import shifted_micro
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from edgezoo.errors import InputShapeError
+from edgezoo.base.errors import InputShapeError
 from edgezoo.zoo import create_model
-from edgezoo.zoo.layers import PositionEmbedding, resize_position_embedding
+from edgezoo.zoo.vit.layers import PositionEmbedding, resize_position_embedding
 from model_case import assert_model_checks, run_model_checks, samples_for
 
 # timm vit_base_patch16_224 / HF ViTForImageClassification, 1000 classes.

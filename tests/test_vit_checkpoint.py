@@ -9,9 +9,9 @@ import tf_keras as keras
 from safetensors.numpy import load_file, save_file
 
 from conftest import SHARED
-from edgezoo.errors import EdgezooError, ModelFileError, UnknownModelError
+from edgezoo.base.errors import EdgezooError, ModelFileError, UnknownModelError
 from edgezoo.zoo import create_model, from_checkpoint, read_preprocessing, to_checkpoint
-from edgezoo.zoo import vit_checkpoint
+from edgezoo.zoo.vit import checkpoint as vit_checkpoint
 
 TIMM_VIT = SHARED / "reference-checkpoints" / "timm" / "vit"
 LAYOUTS = SHARED / "reference-checkpoints" / "full-size-layouts.json"

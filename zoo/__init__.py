@@ -1,9 +1,8 @@
 """edgezoo.zoo: Keras (tf_keras) implementations of recent papers, behind one registry."""
-from edgezoo.zoo import vit  # noqa: F401  (registers its variants)
-from edgezoo.zoo import resnest  # noqa: F401  (registers its variants)
-from edgezoo.zoo import cswin  # noqa: F401  (registers its variants)
-from edgezoo.zoo import perceiver  # noqa: F401  (registers its variants)
-from edgezoo.zoo import vit_checkpoint  # noqa: F401  (registers the timm ViT mapping)
+from edgezoo.zoo import vit  # noqa: F401  (each family package registers its variants and mapping)
+from edgezoo.zoo import resnest  # noqa: F401
+from edgezoo.zoo import cswin  # noqa: F401
+from edgezoo.zoo import perceiver  # noqa: F401
 from edgezoo.zoo.checkpoints import from_checkpoint, read_preprocessing, to_checkpoint
 from edgezoo.zoo.registry import (
     create_model,

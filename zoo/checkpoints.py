@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgezoo.errors import EdgezooError, ModelFileError, UnknownModelError
+from edgezoo.base.errors import EdgezooError, ModelFileError, UnknownModelError
 
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle")
 CONFIG_FILE = "config.json"

@@ -4,7 +4,7 @@ import difflib
 import math
 from typing import Callable
 
-from edgezoo.errors import UnknownModelError
+from edgezoo.base.errors import UnknownModelError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,7 @@ MAX_INPUT_ELEMENTS = 2**26  # 64 M values a sample: far beyond any edge model's 
 def check_input_shape(shape):
     """Refuse a shape no builder should try to allocate (zero, negative or huge dimensions);
     dimensions that are not whole numbers are left to the family's builder to explain."""
-    from edgezoo.errors import InputShapeError
+    from edgezoo.base.errors import InputShapeError
 
     shape = tuple(shape)
     if not shape or any(isinstance(d, int) and d < 1 for d in shape):
@@ -101,7 +101,7 @@ def check_input_shape(shape):
 
 def create_model(name, num_classes=None, input_shape=None, **overrides):
     """Build a fresh (untrained) ``name``; ``overrides`` replace the variant's defaults."""
-    from edgezoo.errors import EdgezooError
+    from edgezoo.base.errors import EdgezooError
 
     e = _entry(name)
     kwargs = {**e.kwargs, **overrides}

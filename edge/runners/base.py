@@ -4,7 +4,7 @@ import abc
 import numpy as np
 
 from edgezoo.converters.tflite_model import dequantize_output, quantize_input
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 
 class InputError(EdgezooError, ValueError):

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgezoo.edge.runners.base import Runner
 from edgezoo.edge.runners.worker import WorkerProcess
-from edgezoo.errors import RuntimeFailure
+from edgezoo.base.errors import RuntimeFailure
 
 RESOLVERS = ("default", "builtin", "reference")
 KERNELS = {"default": "default kernels (XNNPACK)", "builtin": "optimized kernels without XNNPACK",

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES, micro_op_table, runtime_library
 from edgezoo.edge.runners.base import Runner
-from edgezoo.errors import RuntimeFailure, UnsupportedOpsError
+from edgezoo.base.errors import RuntimeFailure, UnsupportedOpsError
 
 CHILD = Path(__file__).with_name("_micro_child.py")
 _ARENA_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")

@@ -1,5 +1,5 @@
 """Data that ships with a package or is generated here: nothing is downloaded."""
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 from edgezoo.zoo.data.digits import Dataset, Split, load_digits
 from edgezoo.zoo.data.natural_patches import (
     load_natural_patch_grid,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 
 MAX_ABS_VALUE = 1e6  # beyond it float32 activation ranges (and int8 scales) can overflow
 

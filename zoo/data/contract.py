@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 
 RECORD = "edgezoo.json"  # the extra member edgezoo writes into a .keras zip
 

@@ -67,7 +67,7 @@ def load_digits(input_shape=(8, 8, 1)):
     """
     from sklearn.datasets import load_digits as sk_load_digits
 
-    from edgezoo.errors import DataError
+    from edgezoo.base.errors import DataError
 
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or shape[0] != shape[1] or shape[2] not in (1, 3):

@@ -25,7 +25,7 @@ have none, so use them for ranges, agreement and distillation.
 """
 import numpy as np
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 from edgezoo.zoo.data.digits import Dataset, Split
 
 SPLITS = ("train", "val", "test")

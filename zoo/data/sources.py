@@ -8,7 +8,7 @@ validation and test parts, and the data set's ``source`` says how.
 """
 import numpy as np
 
-from edgezoo.errors import DataError
+from edgezoo.base.errors import DataError
 from edgezoo.zoo.data import DATASETS, Dataset, Split, load_dataset
 from edgezoo.zoo.data.arrays import check_labels, check_samples, read_array_file
 from edgezoo.zoo.data.contract import rescale

@@ -18,9 +18,8 @@ import sys
 
 import tf_keras as keras
 
-from edgezoo.errors import InputShapeError
-from edgezoo.zoo.layers import RadixSoftmax, RadixSum
-from edgezoo.zoo.registry import register_model
+from edgezoo.base.errors import InputShapeError
+from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
 
 PAPER = "ResNeSt: Split-Attention Networks"
 ARXIV = "2004.08955"
@@ -221,18 +220,3 @@ def resnest(
     if num_classes:
         x = keras.layers.Dense(num_classes, name="fc")(x)
     return keras.Model(inputs, x, name=name)
-
-
-def _register(name, input_shape, num_classes=1000, **kwargs):
-    register_model(name, resnest, family="resnest", task="image_classification", paper=PAPER,
-                   arxiv=ARXIV, input_shape=input_shape, num_classes=num_classes, **kwargs)
-
-
-# The paper's ImageNet models at their training resolutions (timm resnest50d, resnest101e, ...).
-_register("resnest50", (224, 224, 3), layers=(3, 4, 6, 3), stem_width=32)
-_register("resnest101", (256, 256, 3), layers=(3, 4, 23, 3), stem_width=64)
-_register("resnest200", (320, 320, 3), layers=(3, 24, 36, 3), stem_width=64)
-_register("resnest269", (416, 416, 3), layers=(3, 30, 48, 8), stem_width=64)
-# Sized for a Cortex-M4 class board: 32x32 grey digits, three narrow stages (total stride 16).
-_register("resnest_micro", (32, 32, 1), num_classes=10, layers=(1, 1, 1), stem_width=8,
-          base_planes=16, attn_min_channels=8)

@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-from edgezoo.errors import DataError
-from edgezoo.files import check_folder
+from edgezoo.base.errors import DataError
+from edgezoo.base.files import check_folder
 
 # What older edgezoo versions wrote straight into --out: such a folder is moved aside as set 0.
 KNOWN_FILES = {"model.tflite", "model_data.h", "model_data.cc", "report.json", "report.md",

@@ -13,7 +13,7 @@ def _cmd_train(args):
     from edgezoo.quantum.tasks import get_task
     from edgezoo.quantum.training import train_task
 
-    from edgezoo.files import check_folder
+    from edgezoo.base.files import check_folder
 
     check_folder(args.out)
     task = get_task(args.task, seed=args.seed)
@@ -49,7 +49,7 @@ def _cmd_export(args):
 
         task = get_task(args.calib_task)
         calibration = task.x_train
-    from edgezoo.output_set import output_set
+    from edgezoo.base.output_set import output_set
 
     with output_set(args.out) as folder:  # the bundle appears whole or not at all
         manifest = export(model, folder, quantize=args.quantize, calibration=calibration,

@@ -29,7 +29,7 @@ def atomic_path(path):
 
 def check_folder(path, what="--out"):
     """Refuse a folder that cannot be created or written, before any work."""
-    from edgezoo.errors import DataError
+    from edgezoo.base.errors import DataError
 
     path = Path(path)
     if path.exists() and not path.is_dir():

@@ -3,7 +3,7 @@ import argparse
 import json
 import sys
 
-from edgezoo.errors import EdgezooError
+from edgezoo.base.errors import EdgezooError
 
 
 def _cmd_list(args):
@@ -26,7 +26,7 @@ def _cmd_info(args):
 def _cmd_train(args):
     from pathlib import Path
 
-    from edgezoo import files
+    from edgezoo.base import files
     from edgezoo.zoo import create_model, registry_contract
     from edgezoo.zoo.data.contract import record_in_keras_file
     from edgezoo.zoo.data.sources import load_for_model
@@ -63,7 +63,7 @@ def recipe_from_args(args):
              "lottery_rounds": args.lottery_rounds, "cluster": args.cluster, "distill": args.distill,
              "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
              "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None}
-    from edgezoo.errors import RecipeError
+    from edgezoo.base.errors import RecipeError
 
     try:
         return base.replace(**flags)
@@ -301,7 +301,7 @@ def build_parser():
     s.add_argument("--out", default="artifacts/demo")
     s.add_argument("--epochs", type=int, default=60)
     s.set_defaults(fn=_cmd_demo)
-    from edgezoo.quantum.cli import add_quantum_parser
+    from edgezoo.cli.quantum import add_quantum_parser
     add_quantum_parser(sub)
     return p
 
@@ -316,7 +316,7 @@ def _on_sigterm(signum, frame):
 
 def _validate(args):
     """Values argparse's types cannot refuse, refused before anything is imported or run."""
-    from edgezoo.errors import EdgezooError
+    from edgezoo.base.errors import EdgezooError
 
     for name, low in (("epochs", 1), ("seed", 0), ("shift", 0), ("lottery_rounds", 0),
                       ("finetune_epochs", 0), ("cpu_devices", 0), ("batch_size", 1)):
@@ -344,12 +344,12 @@ def main(argv=None):
     library log lines (unless ``--verbose``) and turns SIGTERM into a clean exit 143."""
     import signal
 
-    from edgezoo import stages
+    from edgezoo.cli import stages
 
     process = argv is None
     log_filter = None
     if process and not {"-v", "--verbose"} & set(sys.argv[1:]):  # before help imports anything
-        from edgezoo.quiet import StderrFilter, quiet_python_logs
+        from edgezoo.cli.quiet import StderrFilter, quiet_python_logs
 
         quiet_python_logs()
         log_filter = StderrFilter()
@@ -391,6 +391,3 @@ def main(argv=None):
             log_filter.close()
     return code or 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ no ``fc_norm``). timm's fused ``qkv`` Linear is split into the zoo's query/key/v
 """
 import numpy as np
 
-from edgezoo.errors import ModelFileError
+from edgezoo.base.errors import ModelFileError
 from edgezoo.zoo.checkpoints import (
     CONV2D,
     IDENTITY,
@@ -19,7 +19,7 @@ from edgezoo.zoo.checkpoints import (
     export,
     register_checkpoint_family,
 )
-from edgezoo.zoo.vit import vit
+from edgezoo.zoo.vit.model import vit
 
 
 def _split_qkv_weight(w):
