@@ -1,6 +1,7 @@
 """C export for TFLite Micro firmware: the model as a 16-byte-aligned array, its I/O quantization,
 an arena-size constant and a ``MicroMutableOpResolver`` registration of exactly the ops it uses."""
 import math
+import re
 
 # MicroMutableOpResolver method names that the plain CamelCase rule gets wrong.
 _METHOD_FIXES = {"Matmul": "MatMul", "Lstm": "LSTM", "Cumsum": "CumSum", "Padv2": "PadV2",
@@ -65,6 +66,24 @@ def _float(value):
     return f"{float(value):.9g}f"
 
 
+def tensor_lines(model):
+    """Every input and output: count, then per index its name, type, shape, scale and zero
+    point (``EDGEZOO_INPUT_1_SCALE``, ...). An int32 tensor (token ids) has scale 0: it is
+    passed as it is, never quantized."""
+    lines = []
+    for kind, tensors in (("INPUT", model.inputs), ("OUTPUT", model.outputs)):
+        lines.append(f"#define EDGEZOO_NUM_{kind}S {len(tensors)}")
+        for k, t in enumerate(tensors):
+            name = re.sub(r"[^A-Za-z0-9_:./;-]", "_", t.name)  # no quote or newline in C
+            dims = ", ".join(str(int(d)) for d in t.shape)
+            lines += [f"#define EDGEZOO_{kind}_{k}_NAME \"{name}\"",
+                      f"#define EDGEZOO_{kind}_{k}_TYPE \"{t.dtype}\"",
+                      f"#define EDGEZOO_{kind}_{k}_DIMS {{{dims}}}",
+                      f"#define EDGEZOO_{kind}_{k}_SCALE {_float(t.scale)}",
+                      f"#define EDGEZOO_{kind}_{k}_ZERO_POINT ({t.zero_point})"]
+    return lines
+
+
 def render_header(model, arena_bytes, symbol="g_model_data", *, minimum_bytes=None):
     """model_data.h for ``model`` (a parsed TFLiteModel).
 
@@ -86,12 +105,14 @@ def render_header(model, arena_bytes, symbol="g_model_data", *, minimum_bytes=No
         f"extern const size_t {symbol}_len;",
         "#ifdef __cplusplus", "}", "#endif", "",
         *arena_lines(arena_bytes, minimum_bytes),
+        # input 0 and output 0 under their historical names; every tensor below, by index
         f"#define EDGEZOO_INPUT_TYPE \"{inp.dtype}\"",
         f"#define EDGEZOO_INPUT_SCALE {_float(inp.scale)}",
         f"#define EDGEZOO_INPUT_ZERO_POINT ({inp.zero_point})",
         f"#define EDGEZOO_OUTPUT_TYPE \"{out.dtype}\"",
         f"#define EDGEZOO_OUTPUT_SCALE {_float(out.scale)}",
         f"#define EDGEZOO_OUTPUT_ZERO_POINT ({out.zero_point})",
+        *tensor_lines(model),
         f"#define EDGEZOO_NUM_OPS {len(ops)}", "",
         "#if defined(__cplusplus) && defined(EDGEZOO_WITH_TFLM)",
         '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"', "",

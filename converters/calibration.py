@@ -47,3 +47,38 @@ def check_calibration(samples, input_shape, reference=None):
     for message in found:
         warnings.warn(message, CalibrationWarning, stacklevel=2)
     return found
+
+
+def check_model_calibration(model, samples, reference=None):
+    """``check_calibration`` for every input of ``model``: float inputs get the range checks;
+    integer inputs (token ids, masks: never quantized) only the shape, emptiness and
+    whole-number checks. Returns every warning, prefixed with the input's name when the
+    model has several."""
+    from edgezoo.base.errors import DataError
+    from edgezoo.zoo.data.arrays import input_list
+
+    xs = input_list(samples, model.input_names)
+    refs = None if reference is None else input_list(reference, model.input_names)
+    if len(xs) != len(model.inputs):
+        raise DataError(f"calibration data holds {len(xs)} input array(s); the model takes "
+                        f"{len(model.inputs)} ({', '.join(model.input_names)})")
+    found = []
+    for k, (tensor, name, x) in enumerate(zip(model.inputs, model.input_names, xs)):
+        shape = tuple(tensor.shape[1:])
+        if tensor.dtype.is_integer:
+            x = np.asarray(x)
+            if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape or not len(x):
+                raise DataError(f"calibration input {name!r} has shape {x.shape}; the model takes "
+                                f"(N, {', '.join(map(str, shape))})")
+            if x.dtype.kind == "f" and not np.all(np.mod(x, 1) == 0):
+                raise DataError(f"calibration input {name!r} takes integers (token ids); the "
+                                "data holds fractions")
+            continue
+        prefix = f"input {name!r}: " if len(xs) > 1 else ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CalibrationWarning)
+            messages = check_calibration(x, shape, None if refs is None else refs[k])
+        for message in messages:
+            warnings.warn(prefix + message, CalibrationWarning, stacklevel=2)
+            found.append(prefix + message)
+    return found

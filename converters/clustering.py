@@ -5,12 +5,17 @@ centroids. Int8 per-channel quantization maps each channel's K floats to at most
 K int8 values (batch-norm folding scales a whole channel, so it keeps the count),
 and a look-up table with log2(K)-bit indices then stores the weights losslessly
 (``edgezoo.converters.micro_compression``).
+
+Which layers are left unclustered on purpose, and why, is read from the
+support table (``edgezoo.converters.layer_support``); other layers are
+clustered where TFMOT's registry can wrap them.
 """
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from edgezoo.converters.finetune import classification_loss, finetune, require_graph_model
+from edgezoo.converters.layer_support import UNREPORTED, support_for
 from edgezoo.base.errors import RecipeError
 
 CENTROID_INITS = {
@@ -68,13 +73,6 @@ def check_cluster_args(model, data, clusters, preserve_sparsity):
                           "targets: pass FinetuneData(x, y) or FinetuneData(x, teacher_logits(...))")
 
 
-# Layers with weights that TFMOT's registry accepts but does not cluster, and why.
-NOT_CLUSTERED = {
-    keras.layers.DepthwiseConv2D: "TFMOT does not cluster DepthwiseConv2D kernels "
-                                  "(too few weights per channel; large accuracy loss)",
-}
-
-
 def _clusterable_weights(layer):
     """Names of the weights TFMOT clusters in ``layer``; None when TFMOT cannot wrap it."""
     registry = _registry()
@@ -96,13 +94,17 @@ def _plan(model, by_layer, per_channel):
         if isinstance(layer, keras.Model):
             skipped[layer.name] = "nested model: cluster its layers in a flattened model"
             continue
-        reason = next((r for cls, r in NOT_CLUSTERED.items() if isinstance(layer, cls)), None)
+        row = support_for(layer)
+        if row is not None and not row.clusterable:  # left alone, with the table's reason
+            if row.cluster_why not in UNREPORTED:
+                skipped[layer.name] = row.cluster_why
+            continue
         names = _clusterable_weights(layer)
-        if reason is not None or names is None:
-            skipped[layer.name] = reason or f"TFMOT cannot cluster {type(layer).__name__} layers"
+        if names is None:
+            skipped[layer.name] = f"TFMOT cannot cluster {type(layer).__name__} layers"
             continue
         if not names:
-            continue  # nothing TFMOT clusters by design (BatchNormalization, LayerNormalization)
+            continue  # nothing TFMOT clusters by design
         if clusters is None:
             skipped[layer.name] = "not asked for (clusters gives it no K)"
             continue

@@ -10,7 +10,6 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from edgezoo.converters.calibration import check_calibration
 from edgezoo.converters.finetune import FinetuneData, require_graph_model
 from edgezoo.converters.recipe import Recipe
 from edgezoo.base.errors import DataError, RecipeError
@@ -34,28 +33,40 @@ class CompressedModel:
 
 
 def finetune_data(data):
-    """A ``FinetuneData`` from what a user passes: FinetuneData, a zoo Dataset, (x, y) or x."""
+    """A ``FinetuneData`` from what a user passes: FinetuneData, a zoo Dataset, (x, y) or x
+    (x: an array, or a list of arrays for a model with several inputs)."""
     if data is None or isinstance(data, FinetuneData):
         return data
     if hasattr(data, "train") and hasattr(data.train, "x"):
         return FinetuneData.from_dataset(data)
     if isinstance(data, tuple) and len(data) == 2:
-        return FinetuneData(np.asarray(data[0], np.float32), np.asarray(data[1]))
-    return FinetuneData(np.asarray(data, np.float32))
+        return FinetuneData(data[0], data[1])
+    return FinetuneData(data)
 
 
-def check_inputs(model, recipe, data, calibration, teacher):
+def check_inputs(model, recipe, data, calibration, teacher, task):
     """Everything that can be refused, before any step runs."""
+    from edgezoo.zoo.data.arrays import input_list
+
     if recipe.trains:
         require_graph_model(model, ", ".join(recipe.training_steps()))
-    shape = tuple(model.input_shape[1:])
-    if data is not None and tuple(np.shape(data.x)[1:]) != shape:
-        raise DataError(f"data has shape {np.shape(data.x)}; the model takes "
-                        f"(N, {', '.join(map(str, shape))})")
+    if data is not None:
+        xs = input_list(data.x, model.input_names)
+        if len(xs) != len(model.inputs):
+            raise DataError(f"data holds {len(xs)} input array(s); the model takes "
+                            f"{len(model.inputs)} ({', '.join(model.input_names)})")
+        for name, tensor, x in zip(model.input_names, model.inputs, xs):
+            shape = tuple(tensor.shape[1:])
+            if tuple(np.shape(x)[1:]) != shape:
+                what = "data" if len(xs) == 1 else f"data for input {name!r}"
+                raise DataError(f"{what} has shape {np.shape(x)}; the model takes "
+                                f"(N, {', '.join(map(str, shape))})")
     if recipe.trains and (data is None or (not data.labelled and teacher is None)):
         raise RecipeError("the recipe fine-tunes the model but the data has no labels: add "
                           "--distill TEACHER (e.g. 'self', the float model) to train on a "
                           "teacher's soft targets")
+    if recipe.trains and teacher is None:
+        task.losses(model)  # a task that cannot train on labels says so now
     if calibration is None and recipe.quantize in ("int8", "int16x8"):
         raise RecipeError(f"--quantize {recipe.quantize} needs calibration samples")
     if teacher is not None:
@@ -64,15 +75,20 @@ def check_inputs(model, recipe, data, calibration, teacher):
         check_teacher(model, teacher)
 
 
-def training_targets(model, data, teacher, recipe):
-    """(FinetuneData, loss): labels, or a teacher's soft targets with the distillation loss."""
+def training_targets(model, data, teacher, recipe, task):
+    """(FinetuneData, loss): labels with the task's loss (None: the classification default),
+    or a teacher's outputs with the task's distillation losses."""
     if teacher is None:
-        return data, None
-    from edgezoo.converters.distill import SoftTargetLoss, teacher_logits
-    from edgezoo.converters.finetune import outputs_probabilities
+        losses = None if task.name == "classification" else task.losses(model)
+        return data, None if losses is None else _one_or_list(losses)
+    from edgezoo.converters.distill import teacher_outputs
 
-    loss = SoftTargetLoss(recipe.temperature, student_probabilities=outputs_probabilities(model))
-    return FinetuneData(data.x, teacher_logits(teacher, data.x)), loss
+    losses = task.losses(model, teacher=True, temperature=recipe.temperature)
+    return FinetuneData(data.x, teacher_outputs(teacher, data.x)), _one_or_list(losses)
+
+
+def _one_or_list(losses):
+    return losses[0] if len(losses) == 1 else list(losses)
 
 
 def learning_rate(recipe, data):
@@ -81,7 +97,9 @@ def learning_rate(recipe, data):
         return recipe.learning_rate
     from edgezoo.converters.finetune import steps_per_epoch
 
-    steps = recipe.finetune_epochs * steps_per_epoch(len(data.x), recipe.batch_size)
+    from edgezoo.zoo.data.arrays import num_samples
+
+    steps = recipe.finetune_epochs * steps_per_epoch(num_samples(data.x), recipe.batch_size)
     return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps)
 
 
@@ -112,101 +130,63 @@ def micro_rewrites(model, calibration):
 
 
 def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, micro=False,
-             progress=False):
+             progress=False, task=None):
     """Run ``recipe`` on ``model``; returns a ``CompressedModel``.
 
     ``data``: what the training steps fine-tune on (a zoo Dataset, a
-    ``FinetuneData``, (x, y), or unlabelled x with a teacher). ``calibration``:
-    representative samples for integer quantization (default: the first
-    ``recipe.calibration_samples`` of ``data.x``). ``teacher``: the Keras model
-    to distil from (``recipe.distill == "self"`` uses a copy of ``model``).
-    ``micro``: the target runs TFLite Micro (rewrites, refusals, LUT compression).
+    ``FinetuneData``, (x, y), or unlabelled x with a teacher; x is a list of arrays for a
+    model with several inputs). ``calibration``: representative samples for integer
+    quantization (default: the first ``recipe.calibration_samples`` of ``data.x``).
+    ``teacher``: the Keras model to distil from (``recipe.distill == "self"`` uses a copy
+    of ``model``). ``micro``: the target runs TFLite Micro (rewrites, refusals, LUT
+    compression). ``task``: the model's task contract (default: ``zoo.tasks.task_of``),
+    whose losses train every step. The steps are the rows of ``converters.steps.STEPS``.
     """
-    from edgezoo.converters.quantize import convert
-    from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
+    from edgezoo.converters.calibration import check_model_calibration
+    from edgezoo.converters.steps import StepContext, recipe_steps
+    from edgezoo.zoo.data.arrays import take
+    from edgezoo.zoo.tasks import calibration_inputs, task_of
 
     recipe = recipe or Recipe()
     recipe.check_target(micro)
+    task = task_of(model, task)
     data = finetune_data(data)
     if calibration is None and data is not None:
-        calibration = data.x[: recipe.calibration_samples]
+        calibration = take(data.x, slice(0, recipe.calibration_samples))
     if calibration is not None:
-        calibration = np.asarray(calibration, np.float32)[: recipe.calibration_samples]
+        calibration = calibration_inputs(model, calibration, recipe.calibration_samples)
+        calibration = calibration[0] if len(calibration) == 1 else calibration
     if recipe.distill == "self" and teacher is None:
         teacher = keras.models.clone_model(model)
         teacher.set_weights(model.get_weights())
     elif recipe.distill and teacher is None:
         raise RecipeError(f"the recipe distils from {recipe.distill!r}: pass that model as teacher")
-    check_inputs(model, recipe, data, calibration, teacher)
-    warnings_found = (check_calibration(calibration, model.input_shape[1:],
-                                        reference=None if data is None else data.x)
+    check_inputs(model, recipe, data, calibration, teacher, task)
+    warnings_found = (check_model_calibration(model, calibration,
+                                              reference=None if data is None else data.x)
                       if calibration is not None else [])
 
     report = {"model": model.name, "params": int(model.count_params()), "quantize": recipe.quantize,
-              "steps": {}, "warnings": warnings_found}
-    train_data, loss = training_targets(model, data, teacher, recipe) if recipe.trains else (data, None)
+              "task": task.name, "steps": {}, "warnings": warnings_found}
+    train_data, loss = (training_targets(model, data, teacher, recipe, task) if recipe.trains
+                        else (data, None))
     common = dict(batch_size=recipe.batch_size, learning_rate=learning_rate(recipe, data),
                   seed=recipe.seed, loss=loss, progress=progress)
-
-    if "distill" in recipe.steps():
-        from edgezoo.converters.finetune import finetune
-
-        student = keras.models.clone_model(model)  # the caller's model stays as it was
-        student.set_weights(model.get_weights())
-        model = student
-        finetune(model, train_data, epochs=recipe.finetune_epochs, desc="distill", **common)
-        report["steps"]["distill"] = {"teacher": recipe.distill, "temperature": recipe.temperature,
-                                      "epochs": recipe.finetune_epochs}
-    if recipe.sparsity is not None:
-        from edgezoo.converters import pruning
-
-        if recipe.lottery_rounds:
-            model, info = pruning.lottery_ticket(model, train_data, sparsity=recipe.sparsity,
-                                                 rounds=recipe.lottery_rounds,
-                                                 epochs_per_round=recipe.finetune_epochs, **common)
-        else:
-            model, info = pruning.prune(model, train_data, sparsity=recipe.prune,
-                                        schedule=recipe.prune_schedule,
-                                        two_of_four=recipe.prune_2of4, policy=recipe.prune_policy,
-                                        epochs=recipe.finetune_epochs, **common)
-        report["steps"]["prune"] = info
-    if recipe.cluster is not None:
-        from edgezoo.converters import clustering
-
-        counts = recipe.cluster_counts()
-        model, info = clustering.cluster(model, train_data,
-                                         clusters=counts[None] if set(counts) == {None} else counts,
-                                         epochs=recipe.finetune_epochs,
-                                         preserve_sparsity=recipe.sparsity is not None, **common)
-        report["steps"]["cluster"] = info
-    applied = []
-    if micro:  # after pruning and clustering (TFMOT clusters Dense, not its 1x1-conv form)
-        model, applied, rewrite_info = micro_rewrites(model, calibration)
-        report.update(rewrite_info)
-    if recipe.qat:  # on the graph that is converted, so its fake-quant ranges are the ones used
-        from edgezoo.converters import qat
-
-        preserve = ("cluster" if recipe.cluster is not None
-                    else "sparsity" if recipe.sparsity is not None else None)
-        model = qat.quantize_aware_train(model, train_data, epochs=recipe.finetune_epochs,
-                                         preserve=preserve, **common)
-        report["steps"]["qat"] = {"preserve": preserve, "epochs": recipe.finetune_epochs}
-
-    data_bytes = convert(model, recipe.quantize, calibration, micro=micro,
-                         max_calibration=recipe.calibration_samples)
-    report["weights"] = {"sparsity_by_layer": sparsity_by_layer(data_bytes),
-                         "max_unique_per_channel": max_unique_per_channel(data_bytes)}
-    report["uncompressed_tflite_bytes"] = len(data_bytes)
-    uncompressed = data_bytes
-    if "micro_compression" in recipe.steps() and micro:
-        from edgezoo.converters.micro_compression import compress_tflite
-
-        data_bytes, info = compress_tflite(data_bytes,
-                                           max_unique=max(recipe.cluster_counts().values()))
-        report["steps"]["micro_compression"] = info
-    report["tflite_bytes"] = len(data_bytes)
-    ran = [s for s in recipe.steps() if micro or s != "micro_compression"]
-    report["recipe"] = {**recipe.as_dict(), "steps": ran, "rewrites": applied,
-                        "calibration_samples": 0 if calibration is None else len(calibration),
+    ctx = StepContext(model, recipe, micro, train_data, loss, common, calibration, report)
+    ran = []
+    for step in recipe_steps(recipe, micro):
+        step.run(ctx)
+        ran.append(step)
+    report["tflite_bytes"] = len(ctx.tflite)
+    report["recipe"] = {**recipe.as_dict(),
+                        "steps": [s.title(recipe) for s in ran if s.name != "micro_rewrites"],
+                        "rewrites": ctx.rewrites,
+                        "calibration_samples": 0 if calibration is None else _count(calibration),
                         "signature": "static batch 1"}
-    return CompressedModel(model, data_bytes, report, uncompressed)
+    return CompressedModel(ctx.model, ctx.tflite, report, ctx.uncompressed)
+
+
+def _count(samples):
+    from edgezoo.zoo.data.arrays import num_samples
+
+    return num_samples(samples)

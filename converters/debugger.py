@@ -7,8 +7,6 @@ to its quantization step.
 import csv
 import io
 
-import numpy as np
-
 
 def quantization_error_summary(model, samples, *, micro=False, top=8, max_samples=64):
     """The ``top`` layers by RMSE / scale (error in int8 steps), worst first.
@@ -20,13 +18,18 @@ def quantization_error_summary(model, samples, *, micro=False, top=8, max_sample
 
     from edgezoo.converters.quantize import _representative, make_converter
 
-    samples = np.asarray(samples, np.float32)[:max_samples]
+    from edgezoo.base.errors import RecipeError
+    from edgezoo.zoo.data.arrays import take
+
+    if len(model.inputs) != 1:  # its dataset is fed by position, in the converter's order
+        raise RecipeError("the quantization debugger takes one-input models")
+    samples = take(samples, slice(0, max_samples))
     converter = make_converter(model, "int8", samples, micro=micro)
     # The debugger compares float and quantized tensors, so it needs float I/O.
     converter.inference_input_type = tf.float32
     converter.inference_output_type = tf.float32
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=_representative(samples, len(samples)))
+        converter=converter, debug_dataset=_representative(model, samples, max_samples, by_name=False))
     debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)

@@ -13,13 +13,13 @@ import tf_keras as keras
 class FinetuneData:
     """What a training step trains on.
 
-    ``y``: integer labels, or soft targets (probabilities, shape = the model's
-    output) when a teacher supplies them; ``None`` when the task has no labels
-    (then only distillation can train).
+    ``x``: an array, or a list of arrays (one per input) for a model with several.
+    ``y``: labels, or a teacher's outputs (a list for a model with several outputs);
+    ``None`` when the data has no labels (then only distillation can train).
     """
 
-    x: np.ndarray
-    y: np.ndarray | None = None
+    x: object
+    y: object = None
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
 
@@ -49,15 +49,15 @@ def require_graph_model(model, what):
 
 def outputs_probabilities(model):
     """True when the model ends in a softmax (its outputs are probabilities, not logits)."""
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    if last.__class__.__name__ == "Softmax":
-        return True
-    return getattr(activation, "__name__", "") == "softmax"
+    from edgezoo.zoo.tasks.losses import outputs_probabilities as ends_in_softmax
+
+    return ends_in_softmax(model)
 
 
 def classification_loss(model):
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
+    from edgezoo.zoo.tasks.losses import sparse_classification
+
+    return sparse_classification(model)
 
 
 def steps_per_epoch(n, batch_size):
@@ -86,7 +86,12 @@ def finetune(model, data, *, epochs, batch_size=32, learning_rate=1e-4, seed=0, 
         from edgezoo.zoo.training import ProgressBar
 
         cbs.append(ProgressBar(epochs, desc=desc))
-    ds = (tf.data.Dataset.from_tensor_slices((np.asarray(data.x, np.float32), data.y))
-          .shuffle(len(data.x), seed=seed).batch(batch_size))
+    from edgezoo.zoo.data.arrays import input_list, num_samples
+
+    xs = tuple(a.astype(np.int32) if a.dtype.kind in "iub" else a.astype(np.float32)
+               for a in input_list(data.x))
+    y = tuple(data.y) if isinstance(data.y, (list, tuple)) else data.y
+    ds = (tf.data.Dataset.from_tensor_slices((xs if len(xs) > 1 else xs[0], y))
+          .shuffle(num_samples(xs), seed=seed).batch(batch_size))
     history = model.fit(ds, epochs=epochs, verbose=0, callbacks=cbs)
     return history.history

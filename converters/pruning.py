@@ -6,10 +6,11 @@ conversion never sees them. The schedule's mask-update frequency and end step
 are derived from the fine-tuning length: TFMOT's default frequency of 100 steps
 silently prunes nothing on a short run.
 
-Layers are chosen by what TFMOT itself knows (its registry of built-in layers,
-and the ``get_prunable_weights`` method the zoo's attention layers and
-``PointwiseDense`` implement); the layers left dense, with the reason, are
-reported, never silently skipped.
+Which weights a layer has to prune, or why it has none, is read from the
+support table (``edgezoo.converters.layer_support``) for the layers it has rows
+for, and from what TFMOT itself knows (its registry of built-in layers, and a
+custom layer's ``get_prunable_weights``) for the rest; the layers left dense,
+with the reason, are reported, never silently skipped.
 """
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,9 @@ from edgezoo.converters.finetune import (
     require_graph_model,
     steps_per_epoch,
 )
+from edgezoo.converters.layer_support import support_for
 from edgezoo.base.errors import RecipeError
+from edgezoo.zoo.data.arrays import num_samples
 
 SCHEDULES = ("constant", "polynomial")
 POLICIES = {"xnnpack": tfmot.sparsity.keras.PruneForLatencyOnXNNPack}
@@ -37,19 +40,6 @@ POLICIES = {"xnnpack": tfmot.sparsity.keras.PruneForLatencyOnXNNPack}
 RAMP_SHARE = 0.7
 MAX_MASK_UPDATES = 10
 TWO_OF_FOUR = (2, 4)
-
-# Layers with weights that are left dense on purpose, by class name: data, not ifs.
-DENSE_ON_PURPOSE = {
-    "DepthwiseConv2D": "depthwise kernels are left dense, as in TFMOT's registry "
-                       "(few weights, each carrying a whole channel)",
-    "CrossShapedWindowAttention": "its only weights are the LePE depthwise 3x3 kernels, left dense "
-                                  "as TFMOT leaves DepthwiseConv2D (its q/k/v and output "
-                                  "projections are separate Dense layers, which are pruned)",
-    "ClassToken": "a learned token, not a kernel: pruning it removes no multiply-accumulates",
-    "PositionEmbedding": "a learned position table, not a kernel",
-    "LatentArray": "a learned latent array, not a kernel",
-}
-
 
 def pruning_schedule(kind, sparsity, steps, *, begin_step=0):
     """A TFMOT schedule whose last mask update is at ``sparsity``, well before ``steps`` ends.
@@ -108,7 +98,7 @@ def prune(model, data, *, sparsity=None, schedule="polynomial", two_of_four=Fals
                           f"{', '.join(POLICIES)} (or none)")
     _check_trainable(model, data, epochs)
 
-    steps = int(epochs) * steps_per_epoch(len(data.x), batch_size)
+    steps = int(epochs) * steps_per_epoch(num_samples(data.x), batch_size)
     sched = pruning_schedule(schedule, sparsity, steps)
     loss = loss or classification_loss(model)
     net = _copy(model)
@@ -166,7 +156,7 @@ def lottery_ticket(model, data, *, sparsity, rounds=3, epochs_per_round, rewind_
     if int(rounds) < 1:
         raise RecipeError(f"lottery ticket needs at least 1 pruning round, got rounds={rounds}")
     _check_trainable(model, data, epochs_per_round)
-    per_epoch = steps_per_epoch(len(data.x), batch_size)
+    per_epoch = steps_per_epoch(num_samples(data.x), batch_size)
     if rewind_step is not None and rewind_epoch:
         raise RecipeError(f"give rewind_epoch ({rewind_epoch}) or rewind_step ({rewind_step}), "
                           "not both")
@@ -259,9 +249,13 @@ def _copy(model):
 
 
 def _prunable_weights(layer):
-    """The weights TFMOT would prune in ``layer``: its own list, else its registry entry."""
+    """The weights TFMOT would prune in ``layer``: its support-table row, else its own list,
+    else its registry entry."""
     if isinstance(layer, PruneLowMagnitude):
         layer = layer.layer
+    row = support_for(layer)
+    if row is not None:
+        return [_attribute(layer, name) for name in row.prunable]
     if hasattr(layer, "get_prunable_weights"):
         return list(layer.get_prunable_weights())
     if PruneRegistry.supports(layer) and not PruneRegistry._is_rnn_layer(layer):
@@ -282,8 +276,9 @@ def _why_dense(layer, rule, policy, two_of_four):
     if not layer.weights:
         return "no weights"
     if not weights:
-        if name in DENSE_ON_PURPOSE:
-            return DENSE_ON_PURPOSE[name]
+        row = support_for(layer)
+        if row is not None:
+            return row.prune_why
         if PruneRegistry.supports(layer):
             return f"TFMOT's registry lists no prunable weights for {name}"
         return (f"custom layer {name} has weights but no get_prunable_weights() "

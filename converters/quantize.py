@@ -35,8 +35,8 @@ def check_quantization(mode, micro):
 
 def batch1_concrete_function(model):
     """Trace ``model`` with every input at batch size 1."""
-    specs = [tf.TensorSpec([1, *inp.shape[1:]], inp.dtype, name=inp.name.split(":")[0])
-             for inp in model.inputs]
+    specs = [tf.TensorSpec([1, *inp.shape[1:]], inp.dtype, name=name)
+             for inp, name in zip(model.inputs, input_names(model))]
     if any(d is None for s in specs for d in s.shape):
         raise ValueError(
             f"model {model.name!r} has an input with an unknown dimension {specs}; "
@@ -50,14 +50,34 @@ def batch1_concrete_function(model):
     return serve.get_concrete_function(*specs)
 
 
-def _representative(samples, limit):
-    samples = np.asarray(samples, np.float32)
+def representative_arrays(model, samples, limit):
+    """One array per model input, in its dtype: float inputs as float32, integer ones (token
+    ids, masks) as int32, which the converter leaves unquantized."""
+    from edgezoo.zoo.tasks import calibration_inputs
+
+    return calibration_inputs(model, samples, limit)
+
+
+def _representative(model, samples, limit, by_name=True):
+    """Batch-1 samples by input name (the signature's names), so the calibrator feeds each
+    input its own array whatever order the converter gives the inputs; ``by_name=False``
+    yields lists (for a one-input model, where order cannot be wrong)."""
+    arrays = representative_arrays(model, samples, limit)
+    names = input_names(model)
 
     def gen():
-        for i in range(min(limit, len(samples))):
-            yield [samples[i : i + 1]]
+        for i in range(len(arrays[0])):
+            if by_name:
+                yield {name: a[i : i + 1] for name, a in zip(names, arrays)}
+            else:
+                yield [a[i : i + 1] for a in arrays]
 
     return gen
+
+
+def input_names(model):
+    """The names the batch-1 signature gives the model's inputs, in the model's order."""
+    return [inp.name.split(":")[0] for inp in model.inputs]
 
 
 def make_converter(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
@@ -72,10 +92,12 @@ def make_converter(model, quantize="int8", calibration=None, *, micro=False, max
         [batch1_concrete_function(model)], model
     )
     if quantize in ("int8", "int16x8"):
-        if calibration is None or len(calibration) == 0:
+        from edgezoo.zoo.data.arrays import num_samples
+
+        if calibration is None or num_samples(calibration) == 0:
             raise ValueError(f"--quantize {quantize} needs calibration samples")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(calibration, max_calibration)
+        converter.representative_dataset = _representative(model, calibration, max_calibration)
         if quantize == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
@@ -111,14 +133,17 @@ def check_ranges(model, samples, probe=32):
             if value.size and not (np.isfinite(value).all() and np.abs(value).max() <= MAX_ABS_RANGE):
                 raise RecipeError(f"weights {w.name} of layer {layer.name!r} are NaN, infinite or "
                                   f"beyond {MAX_ABS_RANGE:.0e}: they cannot be quantized")
-    if samples is None or not len(samples):
+    from edgezoo.zoo.data.arrays import num_samples
+
+    if samples is None or not num_samples(samples):
         return
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     try:
         probe_model = keras.Model(model.inputs, [l.output for l in layers])
     except (AttributeError, ValueError, TypeError):  # subclassed or nested: the outputs only
         layers, probe_model = [model], model
-    outputs = probe_model(np.asarray(samples[:probe], np.float32), training=False)
+    inputs = representative_arrays(model, samples, probe)
+    outputs = probe_model(inputs if len(inputs) > 1 else inputs[0], training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     for layer, out in zip(layers, outputs):
         for tensor in (out if isinstance(out, (list, tuple)) else [out]):
@@ -136,6 +161,8 @@ def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibr
     """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes)."""
     if quantize in ("int8", "int16x8"):
         check_ranges(model, calibration)
+    from edgezoo.converters.io_order import keras_io_order
+
     converter = make_converter(model, quantize, calibration, micro=micro,
                                max_calibration=max_calibration)
-    return bytes(converter.convert())
+    return keras_io_order(bytes(converter.convert()), input_names(model), len(model.outputs))

@@ -1,4 +1,4 @@
-"""TFMOT QuantizeConfigs for the zoo's layers, and the table of which layer gets which.
+"""TFMOT QuantizeConfigs for the zoo's layers; which layer gets which is in the support table.
 
 Stock TFMOT quantization-aware training knows only built-in Keras layers (and
 those by exact class), so it refuses ``LayerNormalization``, the zoo's attention
@@ -9,7 +9,13 @@ kernel becomes a ``CONV_2D`` filter, per tensor where it becomes a
 inside a layer that has no fake-quant of its own (LayerNorm's mean and rsqrt,
 attention scores and softmax, the class-token concatenation) are left to the
 converter, which calibrates them on representative samples.
+
+Which layer gets which config, what it preserves and what TFMOT only folds
+are rows of ``edgezoo.converters.layer_support.LAYER_SUPPORT``; the dicts at
+the end of this module are views of that table for ``edgezoo.converters.qat``.
 """
+import inspect
+
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
@@ -23,11 +29,8 @@ from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.pr
 )
 
 from edgezoo.converters.gelu import micro_gelu
-from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
-from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
-from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
-from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
-from edgezoo.zoo.vit.layers import PositionEmbedding
+from edgezoo.converters.layer_support import LAYER_SUPPORT, TFMOT
+from edgezoo.zoo.layers import PointwiseDense
 
 quantizers = tfmot.quantization.keras.quantizers
 
@@ -190,85 +193,29 @@ class ProjectionsQuantizeConfig(_Base):
             sub.kernel = weight
 
 
-def _output():
-    return OutputQuantizeConfig()
+def _factory(row):
+    """``preserve -> QuantizeConfig`` for a support-table row (``preserve`` reaches the configs
+    that take it)."""
+    cls = CUSTOM_OBJECTS[row.quantize]
+    args = dict(row.quantize_args)
+    takes_preserve = "preserve" in inspect.signature(cls).parameters
+    return lambda preserve: cls(**args, **({"preserve": preserve} if takes_preserve else {}))
 
 
-def _pass_through():
-    return PassThroughQuantizeConfig()
+def _tables():
+    """The QAT facts of the support table, as the dicts ``edgezoo.converters.qat`` looks up."""
+    ours = [row for row in LAYER_SUPPORT if row.quantize not in (None, TFMOT)]
+    return (
+        # layer class -> (QuantizeConfig factory taking ``preserve``, what is quantized and why).
+        {row.layer: (_factory(row), row.quantize_why) for row in ours if row.activation is None},
+        # Activation functions TFMOT's Activation config refuses -> (factory, why).
+        {row.activation: (_factory(row), row.quantize_why) for row in ours if row.activation},
+        # Layers TFMOT accepts only folded into the layer before them: class -> preceding classes.
+        {row.layer: row.folded_into for row in LAYER_SUPPORT if row.folded_into},
+        # Layers whose kernels the collaborative (preserve=...) quantizers cannot wrap.
+        {row.layer: row.preserve_why for row in LAYER_SUPPORT if not row.preserve},
+    )
 
-
-# layer class -> (QuantizeConfig factory taking ``preserve``, what is quantized and why).
-LAYER_CONFIGS = {
-    keras.layers.LayerNormalization: (
-        lambda preserve: _output(),
-        "output only: gamma and beta become MUL/ADD constants the converter quantizes; mean, "
-        "variance and RSQRT are calibrated by the converter"),
-    keras.layers.Multiply: (
-        lambda preserve: _output(),
-        "output only: MUL (TFMOT's registry lacks it; ResNeSt's split-attention weighting)"),
-    MultiHeadSelfAttention: (
-        lambda preserve: ProjectionsQuantizeConfig(),
-        "q/k/v/out kernels (per channel when the projections are 1x1 convs, per tensor as "
-        "Dense) and the output; scores, softmax and context are calibrated by the converter"),
-    CrossAttention: (
-        lambda preserve: ProjectionsQuantizeConfig(),
-        "as MultiHeadSelfAttention"),
-    CrossShapedWindowAttention: (
-        lambda preserve: _output(),
-        "output only: it takes the qkv projection's output; its LePE depthwise kernels and the "
-        "stripe attention are quantized and calibrated by the converter"),
-    RadixSum: (
-        lambda preserve: _output(),
-        "output only: a chain of ADDs over the radix splits"),
-    RadixSoftmax: (
-        lambda preserve: _pass_through(),
-        "none: int8 SOFTMAX / LOGISTIC outputs have the fixed scale 1/256 the converter sets"),
-    PointwiseDense: (
-        lambda preserve: KernelQuantizeConfig(per_axis=True, preserve=preserve),
-        "kernel per channel (it becomes a CONV_2D filter) and the output"),
-    PositionEmbedding: (
-        lambda preserve: _output(),
-        "output only: the table is an ADD constant; the sum is the residual stream"),
-    ClassToken: (
-        lambda preserve: _pass_through(),
-        "none: CONCATENATION keeps one scale, which the converter calibrates"),
-    TokenSelect: (
-        lambda preserve: _pass_through(),
-        "none: STRIDED_SLICE keeps its input's scale"),
-    StochasticDepth: (
-        lambda preserve: _pass_through(),
-        "none: the identity at inference"),
-    LatentArray: (
-        lambda preserve: _output(),
-        "output only: the learned latents, a constant the converter quantizes"),
-    FourierPositionEncoding: (
-        lambda preserve: _pass_through(),
-        "none: constant features concatenated to the input, calibrated by the converter"),
-}
-
-# Activation functions TFMOT's Activation config refuses -> (factory, why).
-ACTIVATION_CONFIGS = {
-    "micro_gelu": (
-        lambda preserve: _output(),
-        "output only: x*sigmoid(a*x + b*x^3) becomes MUL/ADD/LOGISTIC, whose inner tensors the "
-        "converter calibrates"),
-}
-
-# Layers TFMOT accepts only folded into the layer before them by its layout transforms:
-# layer class -> the classes that may precede it.
-FOLDED_INTO = {
-    keras.layers.BatchNormalization: (keras.layers.Conv2D, keras.layers.DepthwiseConv2D),
-}
-
-# Layers whose kernels the collaborative (preserve=...) quantizers cannot wrap.
-PRESERVE_UNSUPPORTED = {
-    MultiHeadSelfAttention: "its projection kernels live in sub-layers, which TFMOT's sparsity- "
-                            "and cluster-preserving quantizers cannot reach",
-    CrossAttention: "as MultiHeadSelfAttention",
-    CrossShapedWindowAttention: "its LePE depthwise kernels live in sub-layers and get no "
-                                "weight fake-quant at all",
-}
 
 CUSTOM_OBJECTS = {
     "OutputQuantizeConfig": OutputQuantizeConfig,
@@ -277,3 +224,5 @@ CUSTOM_OBJECTS = {
     "ProjectionsQuantizeConfig": ProjectionsQuantizeConfig,
     "micro_gelu": micro_gelu,
 }
+
+LAYER_CONFIGS, ACTIVATION_CONFIGS, FOLDED_INTO, PRESERVE_UNSUPPORTED = _tables()

@@ -70,27 +70,18 @@ class Recipe:
             return {None if k == "*" else k: v for k, v in self.cluster.items()}
         return {None: self.cluster}
 
-    def steps(self):
-        """Names of the steps this recipe runs, in order."""
-        names = []
-        if self.distill is not None and not (self.sparsity is not None or self.cluster or self.qat):
-            names.append("distill")  # otherwise the teacher's targets train those steps
-        if self.sparsity is not None:
-            names.append("lottery_ticket" if self.lottery_rounds else "prune")
-        if self.cluster is not None:
-            names.append("cluster")
-        if self.qat:
-            names.append("qat")
-        names.append(f"quantize:{self.quantize}")
-        if (self.cluster is not None and self.micro_compression and self.quantize == "int8"
-                and max(self.cluster_counts().values()) <= MAX_LUT_CLUSTERS):
-            names.append("micro_compression")
-        return names
+    def steps(self, micro=None):
+        """Names of the steps this recipe runs, in order (rows of ``converters.steps.STEPS``;
+        ``micro``: False leaves out what only a TFLite Micro target runs)."""
+        from edgezoo.converters.steps import TARGET_STEPS, recipe_steps
+
+        return [s.title(self) for s in recipe_steps(self, micro) if s.name not in TARGET_STEPS]
 
     def training_steps(self):
         """The steps that fine-tune the model."""
-        return [s for s in self.steps() if s in ("distill", "prune", "lottery_ticket", "cluster",
-                                                 "qat")]
+        from edgezoo.converters.steps import recipe_steps
+
+        return [s.title(self) for s in recipe_steps(self) if s.trains]
 
     def validate(self):
         """Raise RecipeError naming the first contradiction (or out-of-range value)."""

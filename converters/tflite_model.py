@@ -47,6 +47,8 @@ class TFLiteModel:
     outputs: tuple
     tensors: tuple
     num_subgraphs: int
+    input_indices: tuple = ()  # tensor index of each input / output, in signature order
+    output_indices: tuple = ()
 
     @property
     def op_names(self):
@@ -68,6 +70,14 @@ class TFLiteModel:
         if last is not None and last.op == "SOFTMAX" and last.inputs:
             return last.inputs[0]
         return None
+
+    def readout_tensors(self):
+        """The tensor compared across runtimes for each output: for a one-output model the
+        input of a final SOFTMAX (``readout_tensor``) or the output; with several outputs,
+        the outputs themselves (their measures read them as the model gives them)."""
+        if len(self.output_indices) == 1 and self.readout_tensor() is not None:
+            return (self.readout_tensor(),)
+        return tuple(self.output_indices)
 
 
 def layer_of(tensor_name):
@@ -156,7 +166,8 @@ def read_tflite(data):
         raise
     except Exception as exc:  # malformed tables surface as IndexError, struct.error, ...
         raise ModelFileError(f"malformed TFLite model: {type(exc).__name__}: {exc}") from None
-    return TFLiteModel(tuple(operators), inputs, outputs, tensors, len(model.subgraphs))
+    return TFLiteModel(tuple(operators), inputs, outputs, tensors, len(model.subgraphs),
+                       tuple(int(j) for j in subgraph.inputs), tuple(int(j) for j in subgraph.outputs))
 
 
 def quantize_input(x, details):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgezoo.converters.c_export import ALIGNMENT, ARENA_MARGIN, arena_constant
-from edgezoo.edge.runners.base import InputError
+from edgezoo.edge.runners.base import Batch, InputError
 from edgezoo.edge.runners.micro import CHILD, MicroRunner, child_env
 from edgezoo.base.errors import RuntimeFailure
 
@@ -45,13 +45,13 @@ def _bounds(model_bytes, recorded, alignment):
 
 def _run_child(model_bytes, sample, job, timeout):
     """Run the arena child on ``job`` (see _micro_child.find_min_arena); its min_arena.json."""
-    x = np.asarray(sample)
-    if x.ndim == 0:
-        raise ValueError("sample: one or more samples of input 0, batch first")
+    x = Batch.wrap(sample)
+    if any(a.ndim == 0 for a in x.arrays):
+        raise ValueError("sample: one or more samples of every input, batch first")
     with tempfile.TemporaryDirectory(prefix="edgezoo-arena-") as tmp:
         work = Path(tmp)
         (work / "model.tflite").write_bytes(bytes(model_bytes))
-        np.save(work / "inputs.npy", x)
+        x.save(work / "inputs.npz")
         (work / "arena_job.json").write_text(json.dumps({**job, "probe_timeout": PROBE_TIMEOUT_S}))
         try:
             proc = subprocess.run([sys.executable, str(CHILD), tmp], capture_output=True,
@@ -125,9 +125,8 @@ def _minimum(report):
 
 
 def default_sample(parsed):
-    """A zero input 0 (shape and dtype of the model's input), as MicroRunner.measure_arena uses."""
-    details = parsed.inputs[0]
-    return np.zeros(tuple(details.shape), np.dtype(details.dtype.lower()))
+    """Zeros for every input (shape and dtype of each), as MicroRunner.measure_arena uses."""
+    return Batch([np.zeros(tuple(d.shape), np.dtype(d.dtype.lower())) for d in parsed.inputs])
 
 
 def arena_summary(model_bytes, parsed, sample=None, recorded=None, margin=ARENA_MARGIN, timeout=None):
@@ -143,13 +142,17 @@ def arena_summary(model_bytes, parsed, sample=None, recorded=None, margin=ARENA_
     """
     if recorded is None:
         recorded = MicroRunner(model_bytes, parsed, check_ops=False).measure_arena()
-    sample = default_sample(parsed) if sample is None else np.asarray(sample)
-    details = parsed.inputs[0]
-    if (sample.dtype != np.dtype(details.dtype.lower()) or sample.ndim != len(details.shape)
-            or sample.shape[1:] != tuple(details.shape[1:])):
-        raise InputError(f"arena_summary: sample of shape {sample.shape} and dtype {sample.dtype}; "
-                         f"the model's input 0 is {tuple(details.shape)} {details.dtype.lower()} "
-                         "(quantize it first, e.g. with Runner.prepare_inputs)")
+    sample = default_sample(parsed) if sample is None else Batch.wrap(sample)
+    if len(sample.arrays) != len(parsed.inputs):
+        raise InputError(f"arena_summary: {len(sample.arrays)} input array(s); the model has "
+                         f"{len(parsed.inputs)} inputs")
+    for k, (a, details) in enumerate(zip(sample.arrays, parsed.inputs)):
+        if (a.dtype != np.dtype(details.dtype.lower()) or a.ndim != len(details.shape)
+                or a.shape[1:] != tuple(details.shape[1:])):
+            raise InputError(f"arena_summary: sample of shape {a.shape} and dtype {a.dtype}; "
+                             f"the model's input {k} is {tuple(details.shape)} "
+                             f"{details.dtype.lower()} (quantize it first, e.g. with "
+                             "Runner.prepare_inputs)")
     report = bisect_arena(model_bytes, sample, recorded=recorded, timeout=timeout)
     minimum = _minimum(report)
     arena_bytes = max(recorded or 0, minimum)

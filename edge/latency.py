@@ -17,14 +17,17 @@ def median_ms(fn, runs=50, warmup=5):
 
 def litert_latency_ms(runner, sample, runs=100):
     """Median invoke time of a LiteRT runner on one quantized sample."""
-    sample = runner.prepare_inputs(sample)
-    return median_ms(lambda: runner.invoke(sample), runs=runs)
+    sample = runner.prepare_batch(sample).sample(0)  # batch 1, one array per input
+    return median_ms(lambda: runner.invoke_all(sample), runs=runs)
 
 
 def keras_latency_ms(model, sample, runs=50):
     """Median time of a compiled batch-1 call of a Keras model."""
     import tensorflow as tf
 
+    from edgezoo.zoo.data.arrays import input_list
+
     fn = tf.function(lambda x: model(x, training=False))
-    x = tf.constant(sample[:1])
+    xs = [tf.constant(a[:1]) for a in input_list(sample)]
+    x = xs[0] if len(xs) == 1 else xs
     return median_ms(lambda: fn(x).numpy(), runs=runs)

@@ -290,7 +290,9 @@ def run_micro_jobs(jobs, timeout=None):
 
 def _inputs_list(x, model_t, tensors, samples):
     """The samples per model input as arrays shaped (samples, *tensor shape)."""
-    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    from edgezoo.edge.runners.base import Batch
+
+    xs = x.arrays if isinstance(x, Batch) else list(x) if isinstance(x, (list, tuple)) else [x]
     sg = model_t.subgraphs[0]
     ins = _indices(sg.inputs)
     if len(xs) != len(ins):

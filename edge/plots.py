@@ -69,7 +69,7 @@ def write_report_plot(path, report, tflite):
     top.set_ylabel("weights (KiB)")
     verdict = "PASS" if report.get("passed") else "FAIL"
     agreement = report.get("agreement")
-    extra = f", top-1 agreement {agreement['value']:.3f}" if agreement else ""
+    extra = f", {agreement['measure']} agreement {agreement['value']:.3f}" if agreement else ""
     top.set_title(f"{report.get('model', '?')} on {report.get('target') or 'LiteRT'}: "
                   f"{report.get('tflite_bytes', len(tflite)):,} B{extra} — {verdict}", fontsize=10)
     if any(r[2] is not None for r in rows):

@@ -44,26 +44,28 @@ class EdgeCheck:
         return path if path.is_absolute() or self.base is None else self.base / path
 
     def __call__(self, tflite, *, keras_model=None, x=None, labels=None, device=None, samples=32,
-                 seed=0, **thresholds):
+                 seed=0, task=None, **thresholds):
         """Check ``tflite`` (a path or bytes) on the board; fail the test naming every miss.
 
         Runs edgezoo's one verification path (``edgezoo.edge.verify``), the same
         as ``edgezoo convert`` and ``edgezoo test``. ``x``: float samples
-        (quantized here) or already-quantized ones; without it, ``samples``
-        seeded random inputs. ``keras_model`` (needs float ``x``): the int8 model
-        must agree with it on top-1. ``thresholds``: any field of
+        (quantized here) or already-quantized ones (a list or a dict by input name
+        for a model with several inputs; int32 token ids as they are); without it,
+        ``samples`` seeded random inputs. ``keras_model`` (needs ``x``): the int8
+        model must agree with it by its task's measure (``task``: a task name;
+        default the Keras model's, top-1 for a classifier). ``thresholds``: any field of
         ``edgezoo.edge.verification.Thresholds`` (``top1_agreement``, ``max_lsb_default``,
         ``max_estimated_ms``, ...) overriding its default. Returns what was measured.
         """
         try:
             return self._check(tflite, keras_model, x, labels, device or self.device, samples, seed,
-                               thresholds)
+                               thresholds, task)
         except _Failed as failed:
             message = str(failed)
         pytest.fail(message, pytrace=False)
 
-    def _check(self, tflite, keras_model, x, labels, device, samples, seed, thresholds):
-        import numpy as np
+    def _check(self, tflite, keras_model, x, labels, device, samples, seed, thresholds, task):
+        from edgezoo.zoo.data.arrays import input_list
 
         from edgezoo.edge.loader import load_tflite
         from edgezoo.edge.profiles import get_profile
@@ -73,8 +75,11 @@ class EdgeCheck:
         if device is None:
             raise _Failed(f"edge_check needs a board: mark the test @pytest.mark.{MARKER}('nrf52840') "
                           "or pass device=")
-        if keras_model is not None and (x is None or np.asarray(x).dtype.kind != "f"):
-            raise _Failed("edge_check(keras_model=...) needs float samples x to compare on")
+        if keras_model is not None and (x is None or any(
+                a.dtype.kind not in "f" and not (a.dtype.kind in "iu" and t.dtype.is_integer)
+                for a, t in zip(input_list(x, keras_model.input_names), keras_model.inputs))):
+            raise _Failed("edge_check(keras_model=...) needs float samples x to compare on "
+                          "(int32 token ids for integer inputs)")
         label = "the model" if isinstance(tflite, (bytes, bytearray)) else str(tflite)
         where = "" if self.base is None else f" (a relative path is resolved against {self.base})"
         if isinstance(tflite, (str, os.PathLike)):
@@ -88,11 +93,19 @@ class EdgeCheck:
             profile = get_profile(device, extra=self.profiles)
             data, model = load_tflite(tflite)
             real = x is not None
-            x = random_inputs(model.inputs[0], samples, seed) if x is None else np.asarray(x)
-            expected = (np.asarray(keras_model.predict(x, verbose=0))
-                        if keras_model is not None else None)
+            names = None if keras_model is None else keras_model.input_names
+            if x is None:
+                x = random_inputs(list(model.inputs), samples, seed)
+                x = x[0] if len(x) == 1 else x
+            expected, task = None, task
+            if keras_model is not None:
+                from edgezoo.zoo.tasks import task_of
+
+                task = task_of(keras_model, task)
+                xs = input_list(x, names)
+                expected = keras_model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
             result = verify(data, model, profile, x, float_outputs=expected, labels=labels,
-                            thresholds=limits, real_data=real)
+                            thresholds=limits, real_data=real, task=task, input_names=names)
         except EdgezooError as exc:
             raise _Failed(f"{label} cannot run on {device}: {exc}") from None
         result.update({"device": profile.name, "tflite_bytes": len(data)})
@@ -100,7 +113,7 @@ class EdgeCheck:
             result["max_lsb"] = result["checks"]["micro_vs_reference_per_op"]["value"]
         if "default_vs_reference_lsb" in result["checks"]:
             result["default_vs_reference_max_lsb"] = result["checks"]["default_vs_reference_lsb"]["value"]
-        if "agreement" in result:
+        if "agreement" in result and result["task"] == "classification":
             result["top1_agreement"] = result["agreement"]["value"]
         if "accuracy" in result:
             result["accuracy"] = next(v for k, v in result["accuracy"].items() if k != "float")

@@ -46,14 +46,20 @@ def render_markdown(report):
     if contract:
         rows.append(("input range", f"[{contract['range'][0]:g}, {contract['range'][1]:g}] "
                                     f"({contract['origin']})"))
+    rows += [(k, "; ".join(f"{a} {b}" for a, b in v.items()) if isinstance(v, dict) else v)
+             for k in ("checkpoint", "preprocessing") if (v := report.get(k))]
     for key, value in (report.get("accuracy") or {}).items():
         rows.append((f"accuracy ({key})", _pct(value)))
     agreement = report.get("agreement")
     if agreement:
         verdict = "" if agreement["informative"] else " — **uninformative**: " + "; ".join(
             agreement["reasons"])
-        rows.append((f"top-1 agreement with the float model ({agreement['runtime']}, "
-                     f"{agreement['inputs']})", _pct(agreement["value"]) + verdict))
+        rows.append((f"{agreement['measure']} agreement with the float model "
+                     f"({agreement['runtime']}, {agreement['inputs']})",
+                     _pct(agreement["value"]) + verdict))
+        for gate, value in (agreement.get("checks") or {}).items():
+            if len(agreement["checks"]) > 1:
+                rows.append((f"  {gate.replace('_', ' ')}", _pct(value)))
     runtimes = report.get("runtimes") or {}
     if "micro_vs_reference_max_lsb_end_to_end" in runtimes:
         rows.append(("TFLite Micro vs LiteRT reference kernels, end to end (not gated)",
@@ -73,6 +79,7 @@ def render_markdown(report):
     if data.get("source"):
         lines += ["", f"Data: {data['source']}. Agreement and accuracy are measured on the "
                       f"{data.get('evaluated_on', 'test')} split only."]
+    lines += _tensor_lines(report)
     lines += _recipe_lines(report)
     ops = report.get("op_types") or {}
     if ops:
@@ -83,6 +90,24 @@ def render_markdown(report):
     elif budget:
         lines += ["", f"_{budget['ram']['note']}._"]
     return "\n".join(lines) + "\n"
+
+
+def _tensor_lines(report):
+    """Every named input and output with its type, shape and int8 quantization, and each
+    output's error against the float model (all of them are compared, not only the first)."""
+    tensors = report.get("tensors") or {}
+    if not tensors:
+        return []
+    errors = {row["tensor"]: row for row in report.get("output_errors") or []}
+    lines = ["", "## Inputs and outputs", "", "| tensor | type | shape | scale | zero point | "
+             "error vs float (max / mean, in float std) |", "|---|---|---|---|---|---|"]
+    for kind in ("inputs", "outputs"):
+        for t in tensors.get(kind, []):
+            e = errors.get(t["name"])
+            err = f"{e['max_over_std']:.3f} / {e['mean_over_std']:.3f}" if e else "—"
+            lines.append(f"| {kind[:-1]} `{t['name']}` | {t['dtype']} | {t['shape']} | "
+                         f"{t['scale']:.6g} | {t['zero_point']} | {err} |")
+    return lines
 
 
 def _check_lines(report):

@@ -9,11 +9,18 @@ result lists the thresholds it used. What is compared with what:
   known to requantize differently (``OP_TOLERANCE_LSB``); the first op over its
   tolerance is named. The end-to-end difference is reported, not gated: a 1-LSB
   difference at one FULLY_CONNECTED can grow through a deep graph without any fault.
-- LiteRT's default kernels (XNNPACK) against TFLite Micro: top-1 only, on data.
-- On a LiteRT board (rpi4): LiteRT's default kernels against its reference ones, end to end.
-- The converted model against the float model on held-out data: top-1, marked
-  uninformative (and failed) when the float outputs cannot tell a good model from
-  a bad one (one class for nearly every sample, constant, or NaN).
+- LiteRT's default kernels (XNNPACK) against TFLite Micro: the task's measure, on data.
+- On a LiteRT board (rpi4): LiteRT's default kernels against its reference ones, end to end,
+  every output.
+- The converted model against the float model on held-out data: the task's agreement
+  measure (``edgezoo.zoo.tasks``: top-1 for a classifier, per-query class and box IoU for a
+  detector, next-token top-1 for a language model, hidden-state cosine for an encoder) and
+  every named output's error, marked uninformative (and failed) when the float outputs
+  cannot tell a good model from a bad one (one class for nearly every sample, constant, or
+  NaN).
+
+Models have N named inputs and outputs of any dtype: samples are an array (one input), a
+list in input order or a dict by input name; int32 token ids pass as they are.
 - The arena: TFLite Micro's recorded total and the smallest arena it really
   prepares and invokes with (bisected), the larger one budgeted.
 
@@ -42,6 +49,11 @@ class Thresholds:
     """Default gates; override any of them with ``replace`` (reports say which were used)."""
 
     top1_agreement: float = 0.98  # converted vs float model, top-1, held-out samples
+    query_class_agreement: float = 0.95  # detection: per-query arg-max class, converted vs float
+    box_iou: float = 0.90  # detection: mean IoU of the boxes of the queries the float model keeps
+    next_token_top1: float = 0.95  # causal language models: next-token arg-max, per position
+    hidden_cosine: float = 0.99  # encoders: cosine of each unmasked token's hidden state
+    pooled_cosine: float = 0.99  # encoders: cosine of the pooled vector
     default_vs_micro_top1: float = 0.99  # XNNPACK vs TFLite Micro, top-1, on data only
     max_lsb_default: int = 8  # LiteRT boards: default vs reference kernels, end to end
     max_top_class_share: float = 0.90  # float model's top class on more samples: uninformative
@@ -73,40 +85,69 @@ def top1(outputs):
     return np.asarray(outputs).reshape(len(outputs), -1).argmax(-1)
 
 
-def random_inputs(details, samples, seed):
-    """Seeded inputs in the model's own input type: every integer value, or standard normal floats."""
-    rng = np.random.default_rng(seed)
+def random_inputs(details, samples, seed, token_range=None):
+    """Seeded inputs in the model's own input type: every integer value of a quantized
+    input, token ids in ``token_range`` (default [0, 2)) for an int32 one, or standard
+    normal floats. ``details``: one input's TensorDetails, or all of a model's (a list)."""
+    if isinstance(details, (list, tuple)):
+        rng = np.random.default_rng(seed)
+        return [_random_input(d, samples, rng, token_range) for d in details]
+    return _random_input(details, samples, np.random.default_rng(seed), token_range)
+
+
+def _random_input(details, samples, rng, token_range):
     shape = (samples, *details.shape[1:])
-    if details.dtype in ("INT8", "INT16", "UINT8"):
+    if details.dtype in ("INT8", "INT16", "UINT8") and details.scale:
         info = np.iinfo(np.dtype(details.dtype.lower()))
         return rng.integers(info.min, int(info.max) + 1, shape).astype(info.dtype)
+    if details.dtype in ("INT32", "INT64", "INT8", "INT16", "UINT8"):
+        low, high = token_range or (0, 2)
+        return rng.integers(low, high, shape).astype(np.dtype(details.dtype.lower()))
     return rng.standard_normal(shape).astype(np.float32)
 
 
-def uninformative_reasons(float_outputs, thresholds=DEFAULT_THRESHOLDS):
-    """Why agreement with these float outputs would say nothing ([] when it says something)."""
-    y = np.asarray(float_outputs, np.float64).reshape(len(float_outputs), -1)
-    if np.isnan(y).any():
-        return ["the float model's outputs contain NaN"]
+def _as_list(outputs):
+    """Float outputs as a list of arrays, one per output."""
+    if isinstance(outputs, dict):
+        return [np.asarray(v) for v in outputs.values()]
+    if isinstance(outputs, (list, tuple)):
+        return [np.asarray(v) for v in outputs]
+    return [np.asarray(outputs)]
+
+
+def uninformative_reasons(float_outputs, thresholds=DEFAULT_THRESHOLDS, task=None):
+    """Why agreement with these float outputs would say nothing ([] when it says something):
+    NaN or constant outputs for any task, and the task's own reasons (a classifier whose
+    top-1 is one class for nearly every sample, ...)."""
+    from edgezoo.zoo.tasks import CLASSIFICATION
+
+    task = task or CLASSIFICATION
+    outs = _as_list(float_outputs)
     reasons = []
-    if float(y.std()) < thresholds.min_output_std:
-        reasons.append(f"the float model's outputs are constant (std {y.std():.2g} < "
-                       f"{thresholds.min_output_std:g})")
-    if len(y) > 1:
-        classes, counts = np.unique(top1(y), return_counts=True)
-        share = counts.max() / len(y)
-        if share > thresholds.max_top_class_share:
-            reasons.append(f"the float model predicts class {int(classes[counts.argmax()])} for "
-                           f"{share:.1%} of the {len(y)} samples (> "
-                           f"{thresholds.max_top_class_share:.0%}): these inputs are not data it "
-                           "tells apart, so agreement on them says nothing")
-        used = int((counts >= 0.01 * len(y)).sum())
-        needed = max(2, int(np.ceil(thresholds.min_classes_used * y.shape[1])))
-        if y.shape[1] > 1 and used < needed:
-            reasons.append(f"the float model's top-1 falls on only {used} of its {y.shape[1]} "
-                           f"classes (on at least 1 % of the samples each; {needed} needed): "
-                           "these inputs exercise too little of it for agreement to mean much")
+    for k, out in enumerate(outs):
+        y = np.asarray(out, np.float64).reshape(len(out), -1)
+        what = "outputs" if len(outs) == 1 else f"output {k}"
+        if np.isnan(y).any():
+            return [f"the float model's {what} contain NaN"]
+        if float(y.std()) < thresholds.min_output_std:
+            reasons.append(f"the float model's {what} are constant (std {y.std():.2g} < "
+                           f"{thresholds.min_output_std:g})")
+    if task.uninformative is not None:
+        reasons.extend(task.uninformative(outs, thresholds))
     return reasons
+
+
+def tensor_errors(float_outputs, converted, details):
+    """Per named output: the converted model's error against the float one, relative to the
+    float output's spread (every output tensor is compared, not only the first)."""
+    from edgezoo.zoo.tasks.measures import logit_error
+
+    rows = []
+    for k, (f, c, d) in enumerate(zip(float_outputs, converted, details)):
+        err = logit_error(f, c)
+        rows.append({"output": k, "tensor": d.name, "dtype": d.dtype.lower(),
+                     "shape": list(d.shape), "float_std": float(np.asarray(f).std()), **err})
+    return rows
 
 
 def _check(value, limit, passed, **detail):
@@ -123,12 +164,12 @@ def _default_litert(tflite, parsed, xq):
     from edgezoo.edge.runners.litert import IsolatedLiteRTRunner, LiteRTRefusal
 
     try:
-        return IsolatedLiteRTRunner(tflite, parsed, "default").run_raw(xq), None
+        return IsolatedLiteRTRunner(tflite, parsed, "default").run_outputs(xq), None
     except LiteRTRefusal as exc:
         return None, exc.detail
 
 
-def _reference_litert(tflite, parsed, x, what):
+def _reference_litert(tflite, parsed, x, what, names=None):
     """LiteRT's reference kernels on ``x``, in the worker process: (runner, quantized x, outputs).
     When they refuse the model, nothing checks ``what`` against them: a LiteRTRefusal, which is
     an EdgezooError (``edgezoo test`` exits 2, ``edge_check`` fails naming it)."""
@@ -136,15 +177,28 @@ def _reference_litert(tflite, parsed, x, what):
 
     try:
         runner = IsolatedLiteRTRunner(tflite, parsed, "reference")
-        xq = runner.prepare_inputs(x)
-        return runner, xq, runner.run_raw(xq)
+        xq = runner.prepare_batch(x, names)
+        return runner, xq, runner.run_outputs(xq)
     except LiteRTRefusal as exc:
         exc.args = (f"{exc}; nothing to compare {what} with",)
         raise
 
 
+def _runtime_agreement(a, b, parsed, task, xq):
+    """Two runtimes' raw outputs compared by the task's primary measure (top-1 for a
+    classifier): the share on which they agree."""
+    from edgezoo.converters.tflite_model import dequantize_output
+
+    if task.name == "classification":
+        return float((top1(a[0]) == top1(b[0])).mean())
+    details = [parsed.tensors[j] for j in parsed.readout_tensors()]
+    fa = [dequantize_output(o, d) for o, d in zip(a, details)]
+    fb = [dequantize_output(o, d) for o, d in zip(b, details)]
+    return float(task.measure(fa, fb, xq.arrays)["value"])
+
+
 def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner, op_micro,
-                  real_data):
+                  real_data, task, names):
     """TFLite Micro: its outputs, arena (recorded and bisected) and the per-op gate."""
     from edgezoo.converters.tflite_model import read_tflite
     from edgezoo.edge.arena import arena_summary
@@ -153,8 +207,8 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
 
     check_micro_ops(parsed)
     micro = micro_runner or MicroRunner(tflite, parsed)
-    xq = micro.prepare_inputs(x)
-    out = micro.run_raw(xq)
+    xq = micro.prepare_batch(x, names)
+    out = micro.run_outputs(xq)
     result["arena"] = arena_summary(tflite, parsed, xq[:1], recorded=micro.arena_bytes)
     result["arena_bytes"] = result["arena"]["arena_bytes"]
     result["arena_breakdown"] = micro.arena_breakdown
@@ -187,7 +241,7 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
         if default is None:  # not what a microcontroller runs: a fact, not a failure
             result["notes"].append(DEFAULT_UNAVAILABLE.format(reason=refusal))
         else:
-            agree = float((top1(default) == top1(out)).mean())
+            agree = _runtime_agreement(default, out, parsed, task, xq)
             runtimes["default_vs_micro_top1"] = agree
             if real_data:  # on random inputs top-1 is a coin toss between near-equal logits
                 checks["default_vs_micro_top1"] = _check(agree, th.default_vs_micro_top1,
@@ -195,34 +249,39 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
     else:
         runtimes["litert"] = ("not run: LUT-compressed (DECODE operators), which LiteRT has no "
                               "kernel for")
-    return out, micro.name
+    return out, micro.name, xq
 
 
-def _litert_checks(tflite, parsed, x, result, checks, th):
+def _litert_checks(tflite, parsed, x, result, checks, th, names):
     """A LiteRT board: its default kernels against the reference ones, end to end. The default
     kernels are what the board runs: when they refuse the model, that check fails."""
     reference_runner, xq, reference = _reference_litert(tflite, parsed, x,
-                                                        "LiteRT's default kernels")
+                                                        "LiteRT's default kernels", names)
     runtimes = result["runtimes"] = {}
     out, refusal = _default_litert(tflite, parsed, xq)
     runtimes["default"] = {"available": out is not None, "reason": refusal}
     if out is None:
         checks["litert_default_kernels"] = _check(False, True, False, reason=refusal)
-        return reference, reference_runner.name
-    if out.dtype.kind in "iu":
-        lsb = int(np.abs(out.astype(np.int64) - reference.astype(np.int64)).max())
+        return reference, reference_runner.name, xq
+    quantized = [(o, r) for o, r, d in zip(out, reference, reference_runner.outputs_details)
+                 if o.dtype.kind in "iu" and d.scale]  # int32 outputs (ids) are not requantized
+    if quantized:
+        lsb = max(int(np.abs(o.astype(np.int64) - r.astype(np.int64)).max()) for o, r in quantized)
         checks["default_vs_reference_lsb"] = _check(lsb, th.max_lsb_default, lsb <= th.max_lsb_default)
-    runtimes["default_vs_reference_top1"] = float((top1(out) == top1(reference)).mean())
-    return out, "litert-default"
+    runtimes["default_vs_reference_top1"] = float((top1(out[0]) == top1(reference[0])).mean())
+    return out, "litert-default", xq
 
 
 def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thresholds=None,
            inputs="", real_data=True, lsb_model=None, decompression_bytes=0, micro_runner=None,
-           op_micro=None):
+           op_micro=None, task=None, input_names=None):
     """Every gate for ``tflite`` on ``profile``'s runtime, on samples ``x``.
 
-    ``x``: float samples (quantized here) or samples in the model's input type.
-    ``float_outputs``: the float model's outputs on ``x`` (adds the agreement gates).
+    ``x``: float samples (quantized here) or samples in the model's input type: an array
+    for a one-input model, else a list in input order or a dict keyed by ``input_names``.
+    ``float_outputs``: the float model's outputs on ``x`` (an array, or a list / dict with
+    one per output; adds the agreement gates). ``task``: the task contract (name or Task)
+    whose measure judges agreement; default classification for a one-output model.
     ``profile``: the board, or None for LiteRT on this host (no budget).
     ``real_data``: False for seeded random inputs (no top-1 gates on them).
     ``lsb_model``: bytes the per-op gate runs on instead (the uncompressed model of a
@@ -239,30 +298,52 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
     from edgezoo.edge.macs import total_macs
     from edgezoo.edge.profiles import ProfileError
 
+    from edgezoo.converters.tflite_model import dequantize_output
+    from edgezoo.zoo.data.arrays import num_samples
+    from edgezoo.zoo.tasks import CLASSIFICATION, get_task
+
     th = thresholds or DEFAULT_THRESHOLDS
-    x = np.asarray(x)
+    if task is None and len(parsed.outputs) > 1:
+        raise EdgezooError(f"the model has {len(parsed.outputs)} outputs: name its task "
+                           "(classification, detection, causal_lm, encoder) to verify it")
+    task = CLASSIFICATION if task is None else get_task(task)
+    n = num_samples(x if not isinstance(x, dict) else list(x.values()))
     result = {"target": None if profile is None else profile.name,
               "runtime": "litert" if profile is None else profile.runtime,
-              "thresholds": th.as_dict(), "inputs": inputs, "samples": int(len(x)), "notes": []}
+              "task": task.name, "thresholds": th.as_dict(), "inputs": inputs, "samples": int(n),
+              "notes": [], "tensors": {
+                  "inputs": [_tensor_row(d) for d in parsed.inputs],
+                  "outputs": [_tensor_row(d) for d in parsed.outputs]}}
     checks = {}
     if profile is not None and profile.micro:
-        out, runtime = _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner,
-                                     op_micro, real_data)
+        out, runtime, xq = _micro_checks(tflite, parsed, x, result, checks, th, lsb_model,
+                                         micro_runner, op_micro, real_data, task, input_names)
     else:
-        out, runtime = _litert_checks(tflite, parsed, x, result, checks, th)
+        out, runtime, xq = _litert_checks(tflite, parsed, x, result, checks, th, input_names)
+    details = [parsed.tensors[j] for j in parsed.readout_tensors()]
+    converted = [dequantize_output(o, d) for o, d in zip(out, details)]
     if float_outputs is not None:
-        reasons = uninformative_reasons(float_outputs, th)
-        agree = float((top1(out) == top1(float_outputs)).mean())
-        result["agreement"] = {"measure": "top-1", "value": agree, "samples": int(len(x)),
-                               "runtime": runtime, "inputs": inputs, "informative": not reasons,
-                               "reasons": reasons}
-        checks["agreement_top1"] = _check(agree, th.top1_agreement, agree >= th.top1_agreement)
+        floats = _as_list(float_outputs)
+        if len(floats) != len(converted):
+            raise EdgezooError(f"{len(floats)} float output array(s) for a model with "
+                               f"{len(converted)} outputs")
+        reasons = uninformative_reasons(floats, th, task)
+        measured = task.measure(floats, converted, xq.arrays)
+        result["agreement"] = {"measure": measured["measure"], "value": measured["value"],
+                               "checks": measured["checks"], "details": measured["details"],
+                               "samples": int(n), "runtime": runtime, "inputs": inputs,
+                               "informative": not reasons, "reasons": reasons}
+        result["output_errors"] = tensor_errors(floats, converted, details)
+        for gate, value in measured["checks"].items():
+            limit = getattr(th, gate)
+            checks["agreement_top1" if gate == "top1_agreement" else f"agreement_{gate}"] = _check(
+                value, limit, value >= limit)
         checks["agreement_informative"] = _check(not reasons, True, not reasons, reasons=reasons)
-    if labels is not None and np.all(np.asarray(labels) >= 0):
+    if labels is not None and task.name == "classification" and np.all(np.asarray(labels) >= 0):
         labels = np.asarray(labels)
-        result["accuracy"] = {f"converted_{runtime}": float((top1(out) == labels).mean())}
+        result["accuracy"] = {f"converted_{runtime}": float((top1(out[0]) == labels).mean())}
         if float_outputs is not None:
-            result["accuracy"]["float"] = float((top1(float_outputs) == labels).mean())
+            result["accuracy"]["float"] = float((top1(_as_list(float_outputs)[0]) == labels).mean())
     result["macs"] = total_macs(parsed)
     if profile is not None:  # no board named: LiteRT on this host, nothing to budget
         budget = check_budget(profile, len(tflite), result.get("arena_bytes"),
@@ -287,6 +368,21 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
     return result
 
 
+def _tensor_row(d):
+    """A named input or output tensor as reports list it (its int8 quantization included)."""
+    return {"name": d.name, "dtype": d.dtype.lower(), "shape": list(d.shape),
+            "scale": d.scale, "zero_point": d.zero_point}
+
+
+AGREEMENT_WORDS = {  # failure lines of the task measures: what the number is a share of
+    "agreement_query_class_agreement": "on each query's class for",
+    "agreement_box_iou": "on box IoU (mean over the object queries):",
+    "agreement_next_token_top1": "on the next token for",
+    "agreement_hidden_cosine": "on hidden states (cosine, unmasked tokens):",
+    "agreement_pooled_cosine": "on the pooled vector (cosine):",
+}
+
+
 def failure_lines(result):
     """One plain line per failed check, naming the gate and the numbers."""
     checks, lines = result.get("checks", {}), []
@@ -307,6 +403,9 @@ def failure_lines(result):
                          f"{c['value']} LSB (allowed: {c['limit']}) on {n} inputs")
         elif name == "agreement_top1":
             lines.append(f"the converted model agrees with the float model on top-1 for "
+                         f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
+        elif name in AGREEMENT_WORDS:
+            lines.append(f"the converted model agrees with the float model {AGREEMENT_WORDS[name]} "
                          f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
         elif name == "agreement_informative":
             lines.append("agreement is uninformative: " + "; ".join(c["reasons"]))

@@ -18,33 +18,43 @@ CALIBRATION_HELP = (
 
 
 def load_keras_model(source, input_shape=None, num_classes=None, seed=0, trust_model_code=False):
-    """A registry name (a fresh model, initialized from ``seed``), a .keras/.h5 file or a Keras
-    SavedModel folder. A file is refused, before Keras reads it, if loading or running it would
-    run its own code or touch files (``edgezoo.edge.safe_load``); ``trust_model_code`` lets the
-    file's code (Lambda layers, custom objects, ...) run, for files the user trusts; never the
-    default."""
+    """A registry name (a fresh model, initialized from ``seed``), a .keras/.h5 file, a Keras
+    SavedModel folder or a checkpoint (a hub folder or .safetensors file, ``edgezoo.port``). A
+    file is refused, before Keras reads it, if loading or running it would run its own code or
+    touch files (``edgezoo.edge.safe_load``); ``trust_model_code`` lets the file's code (Lambda
+    layers, custom objects, ...) run, for files the user trusts; never the default. A checkpoint,
+    or a .keras file ported from one, comes with ``model.preprocessing`` and
+    ``model.checkpoint_source`` (``edgezoo.zoo.record``)."""
     import tf_keras as keras
 
     import edgezoo.converters  # noqa: F401  (registers micro_gelu for rewritten models)
     from edgezoo import zoo
     from edgezoo.edge.safe_load import load_model_file
+    from edgezoo.port import is_checkpoint, load_checkpoint
+    from edgezoo.zoo.record import restore
 
     path = Path(str(source))
+    if is_checkpoint(path):
+        return load_checkpoint(path)
     if path.suffix in (".keras", ".h5") or path.exists():
-        return load_model_file(path, trust_model_code=trust_model_code)
+        return restore(load_model_file(path, trust_model_code=trust_model_code), path)
     keras.utils.set_random_seed(seed)
     return zoo.create_model(str(source), num_classes=num_classes, input_shape=input_shape)
 
 
 def model_contract(source, input_range=None):
-    """The input contract: the user's --input-range, else what the file or registry records."""
-    from edgezoo.zoo import registry_contract
+    """The input contract: the user's --input-range, else what the file, checkpoint
+    preprocessing or registry records."""
+    from edgezoo.port import checkpoint_contract, is_checkpoint
+    from edgezoo.zoo import read_preprocessing, registry_contract
     from edgezoo.zoo.data.contract import read_from_keras_file, user_contract
 
     given = user_contract(input_range)
     if given is not None:
         return given
     path = Path(str(source))
+    if is_checkpoint(path):
+        return checkpoint_contract(read_preprocessing(path))
     if path.suffix in (".keras", ".h5") or path.exists():
         return read_from_keras_file(path)
     return registry_contract(str(source))
@@ -146,6 +156,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
         report = compressed.report
         report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
         report["input_contract"] = None if contract is None else contract.as_dict()
+        if getattr(model, "checkpoint_source", None):  # a checkpoint, or a file ported from one
+            report.update(preprocessing=model.preprocessing, checkpoint=model.checkpoint_source)
         where = f"on {profile.name} ({profile.runtime})" if profile else "in LiteRT"
         if dataset is not None:
             report["data"] = {"name": dataset.name, "source": dataset.source,

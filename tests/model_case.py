@@ -1,6 +1,15 @@
-"""Shared checks every model family runs: build, forward, config and .keras round trips,
-float TFLite agreement, int8 conversion for a microcontroller, and edgezoo's one verification
-path (TFLite Micro vs LiteRT reference kernels op by op, default LiteRT, arena, budget)."""
+"""Shared checks for the model families, in two parts.
+
+Graph checks run for every model: each layer's get_config round trip, a
+functional graph, the model's config and .keras round trips (identical
+outputs), batch-size independence and float TFLite agreement.
+
+Board checks run only where a target applies (``target=``, an
+``edgezoo.edge.profiles`` name such as ``"nrf52840"``; None, the default, runs
+none): int8 conversion for that board and edgezoo's one verification path
+(TFLite Micro vs LiteRT reference kernels op by op, default LiteRT, arena,
+budget), and the C header's arena constant run in TFLite Micro.
+"""
 import dataclasses
 
 import numpy as np
@@ -12,18 +21,29 @@ from edgezoo.edge.profiles import get_profile
 from edgezoo.edge.verification import top1, verify
 
 FLOAT_TFLITE_RTOL = 1e-5  # float TFLite vs Keras, relative to the largest output magnitude
+BATCH_RTOL = 1e-5  # one sample at a time vs the whole batch, relative to the largest output
 
 
 @dataclasses.dataclass
-class ModelCheck:
-    """What a family's test asserts on; every field was measured, none is assumed."""
+class GraphCheck:
+    """What the graph checks measured; every field was measured, none is assumed."""
 
     output_shape: tuple
     config_max_diff: float
     keras_file_max_diff: float
     float_tflite_rel_diff: float
-    report: dict
-    runtimes: dict
+    functional: bool = True
+    layer_config_mismatches: tuple = ()
+    batch_rel_diff: float = 0.0
+
+
+@dataclasses.dataclass
+class ModelCheck(GraphCheck):
+    """Graph checks, plus the board checks' results where ``target`` is set (else None)."""
+
+    target: str | None = None
+    report: dict | None = None
+    runtimes: dict | None = None
     tflite: bytes = b""
     parsed: object = None
 
@@ -58,39 +78,91 @@ def float_tflite_rel_diff(model, x):
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
 
 
-def run_model_checks(model, tmp_path, x=None, target="nrf52840", calibration=None):
-    """Every shared check on ``model``; returns the measurements for the caller to assert."""
+def layer_config_mismatches(model):
+    """Names of the layers (nested models included) whose from_config(get_config()) gives
+    another config: a layer that drops an argument would lose it in every saved model."""
+    bad = []
+    for layer in model.layers:
+        config = layer.get_config()
+        if type(layer).from_config(config).get_config() != config:
+            bad.append(layer.name)
+        if isinstance(layer, keras.Model):
+            bad.extend(f"{layer.name}/{name}" for name in layer_config_mismatches(layer))
+    return tuple(bad)
+
+
+def batch_rel_diff(model, x):
+    """Largest |one sample at a time - whole batch| relative to the largest output: a layer that
+    mixes samples, or hard-codes a batch size, shows here."""
+    whole = model.predict(x, batch_size=len(x), verbose=0)
+    single = model.predict(x, batch_size=1, verbose=0)
+    return float(np.abs(whole - single).max() / max(np.abs(whole).max(), 1e-12))
+
+
+def run_graph_checks(model, tmp_path, x=None):
+    """The checks about the Keras graph, for every model."""
     x = samples_for(model) if x is None else x
-    out = model.predict(x, verbose=0)
+    return GraphCheck(
+        output_shape=model.predict(x, verbose=0).shape,
+        config_max_diff=config_round_trip(model, x),
+        keras_file_max_diff=keras_file_round_trip(model, x, tmp_path),
+        float_tflite_rel_diff=float_tflite_rel_diff(model, x),
+        functional=bool(getattr(model, "_is_graph_network", False)),
+        layer_config_mismatches=layer_config_mismatches(model),
+        batch_rel_diff=batch_rel_diff(model, x),
+    )
+
+
+def run_board_checks(model, target, x=None, calibration=None):
+    """int8 conversion for board ``target`` and edgezoo's verification on it:
+    ``{"target", "report", "runtimes", "tflite", "parsed"}``."""
+    x = samples_for(model) if x is None else x
     profile = get_profile(target)
     compressed, parsed = convert_model(model, "int8", profile,
                                        x if calibration is None else calibration)
     report = compressed.report
     runtimes = verify(compressed.tflite, parsed, profile, x)  # no float outputs: board gates
     report.update({"fits": runtimes["fits"], "arena_bytes": runtimes["arena_bytes"]})
-    return ModelCheck(
-        output_shape=out.shape,
-        config_max_diff=config_round_trip(model, x),
-        keras_file_max_diff=keras_file_round_trip(model, x, tmp_path),
-        float_tflite_rel_diff=float_tflite_rel_diff(model, x),
-        report=report,
-        runtimes=runtimes,
-        tflite=compressed.tflite,
-        parsed=parsed,
-    )
+    return {"target": target, "report": report, "runtimes": runtimes,
+            "tflite": compressed.tflite, "parsed": parsed}
 
 
-def assert_model_checks(check, expected_output_shape):
-    """The tolerances every family meets."""
+def run_model_checks(model, tmp_path, x=None, target=None, calibration=None):
+    """Graph checks on ``model``, and board checks where ``target`` is given; returns the
+    measurements for the caller to assert (``assert_model_checks``)."""
+    x = samples_for(model) if x is None else x
+    graph = run_graph_checks(model, tmp_path, x)
+    board = {} if target is None else run_board_checks(model, target, x, calibration)
+    return ModelCheck(**dataclasses.asdict(graph), **board)
+
+
+def assert_graph_checks(check, expected_output_shape):
+    """The graph tolerances every family meets."""
     assert check.output_shape == tuple(expected_output_shape)
+    assert check.functional, "not a functional graph: TFMOT and the rewrites cannot see its layers"
+    assert check.layer_config_mismatches == ()
     assert check.config_max_diff == 0.0
     assert check.keras_file_max_diff == 0.0
+    assert check.batch_rel_diff <= BATCH_RTOL
     assert check.float_tflite_rel_diff <= FLOAT_TFLITE_RTOL
+
+
+def assert_board_checks(check):
+    """The board gates: no GELU left, TFLite Micro matches the reference kernels op by op, the
+    model fits the target, and the C header's arena runs."""
+    assert check.target is not None and check.report is not None, "no board checks were run"
     assert "GELU" not in check.report["ops"]
     checks = check.runtimes["checks"]
     assert checks["micro_vs_reference_per_op"]["passed"], checks["micro_vs_reference_per_op"]
     assert check.report["fits"] is True and check.runtimes["passed"], check.runtimes["failures"]
     assert_header_arena_runs(check)
+
+
+def assert_model_checks(check, expected_output_shape):
+    """Graph checks always; board checks where the check has a target."""
+    assert_graph_checks(check, expected_output_shape)
+    if check.target is not None:
+        assert_board_checks(check)
 
 
 def assert_header_arena_runs(check):
@@ -112,4 +184,6 @@ def assert_header_arena_runs(check):
     assert probes[minimum - arena["alignment"]][0] != "ok", probes
 
 
-__all__ = ["ModelCheck", "assert_model_checks", "run_model_checks", "samples_for", "top1"]
+__all__ = ["BATCH_RTOL", "FLOAT_TFLITE_RTOL", "GraphCheck", "ModelCheck", "assert_board_checks",
+           "assert_graph_checks", "assert_model_checks", "run_board_checks", "run_graph_checks",
+           "run_model_checks", "samples_for", "top1"]

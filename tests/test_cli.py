@@ -58,7 +58,7 @@ from cli_fixtures import edgezoo_process
     (["train", "vit_micro", "--epochs", "0", "--out", "{tmp}/o"], "--epochs must be 1 or more, got 0"),
     (["train", "vit_micro", "--seed", "-1", "--out", "{tmp}/o"], "--seed must be 0 or more, got -1"),
     (["train", "vit_micro", "--out", "{tmp}/afile"], "is a file"),
-    (["list", "--task", "foo"], "unknown task 'foo'; known: image_classification"),
+    (["list", "--task", "foo"], "unknown task 'foo'; known: classification"),
     (["convert", "vit_micro", "--input-shape", "100000,100000,1", "--out", "{tmp}/o"],
      "has 10,000,000,000 values a sample"),
     (["convert", "vit_micro", "--recipe", "{tmp}", "--calib", "digits", "--out", "{tmp}/o"],
@@ -109,7 +109,7 @@ def test_help_is_plain_text_listing_targets_data_sets_and_tasks(capsys):
         assert "``" not in text and ":func:" not in text  # no reStructuredText
         assert "nrf52840 (tflite-micro)" in text and "rpi4 (litert)" in text
         assert "data sets: digits, natural_patches, natural_patch_grid" in text
-        assert "tasks: image_classification" in text
+        assert "tasks: classification" in text
 
 
 def _main(capsys, *args):

@@ -298,7 +298,7 @@ def test_micro_variants_through_shared_checks(name, tmp_path):
     model = create_model(name)
     x = samples_for(model)
     assert _top2_gap_ok(model, x)
-    check = run_model_checks(model, tmp_path, x=x)
+    check = run_model_checks(model, tmp_path, x=x, target="nrf52840")
     assert_model_checks(check, (16, 10))
     ops = set(check.report["ops"])
     assert {"BATCH_MATMUL", "SOFTMAX", "CONCATENATION", "MEAN"} <= ops

@@ -8,8 +8,8 @@ def test_list_models_and_task_filter():
     names = list_models()
     assert {"vit_b16", "vit_micro"} <= set(names)
     assert names == sorted(names)
-    assert "vit_micro" in list_models(task="image_classification")
-    with pytest.raises(UnknownModelError, match="unknown task 'no_such_task'; known: image_classification"):
+    assert "vit_micro" in list_models(task="classification")
+    with pytest.raises(UnknownModelError, match="unknown task 'no_such_task'; known: classification"):
         list_models(task="no_such_task")
 
 
@@ -18,7 +18,7 @@ def test_model_info_fields():
     assert info["arxiv"] == "2010.11929"
     assert info["paper"].startswith("An Image is Worth 16x16 Words")
     assert info["family"] == "vit"
-    assert info["task"] == "image_classification"
+    assert info["task"] == "classification"
     assert info["input_shape"] == [224, 224, 3]
     assert info["num_classes"] == 1000
 

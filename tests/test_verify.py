@@ -121,8 +121,8 @@ class _FixedRunner(MicroRunner):
         super().__init__(data, model)
         self._outputs = outputs.astype(np.int8)
 
-    def run_raw(self, x):
-        return self._outputs[: len(x)]
+    def run_outputs(self, x):
+        return [self._outputs[: len(x)]]
 
 
 def test_default_vs_micro_gate_fails_when_micro_answers_otherwise(kws):

@@ -48,7 +48,7 @@ def test_vit_b16_parameter_count_by_part():
 
 def test_vit_micro_through_shared_checks(tmp_path):
     model = create_model("vit_micro")
-    check = run_model_checks(model, tmp_path)
+    check = run_model_checks(model, tmp_path, target="nrf52840")
     assert_model_checks(check, (16, 10))
     assert check.report["ops"] == sorted(check.report["ops"])
     assert "FULLY_CONNECTED" not in check.report["ops"]  # dense_as_conv1x1 rewrite applied

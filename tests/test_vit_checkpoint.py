@@ -191,3 +191,23 @@ def test_vit_b16_writes_the_timm_full_size_layout():
     config, tensors = vit_checkpoint.export_timm_vit(model)
     assert config["architecture"] == "vit_base_patch16_224" and config["model_args"] == {}
     assert {k: list(v.shape) for k, v in tensors.items()} == expected["tensors"]
+
+
+def test_tied_copies_must_equal_their_source():
+    """A checkpoint that stores one weight twice (GPT-2's lm_head = wte) is read once; a copy
+    that differs is an error naming both, and the model is left untouched."""
+    from edgezoo.zoo.checkpoints import IDENTITY, Step, assign
+
+    layer = keras.layers.Dense(2, use_bias=False)
+    keras.Sequential([keras.Input((3,)), layer])
+    before = layer.kernel.numpy().copy()
+    w = np.arange(6, dtype=np.float32).reshape(3, 2)
+    plan = [Step("wte.weight", (layer.kernel,), IDENTITY)]
+    assign({"wte.weight": w, "lm_head.weight": w.copy()}, plan, tied={"lm_head.weight": "wte.weight"})
+    np.testing.assert_array_equal(layer.kernel.numpy(), w)
+    layer.kernel.assign(before)
+    with pytest.raises(ModelFileError, match="tied tensor lm_head.weight differs from its source wte.weight"):
+        assign({"wte.weight": w, "lm_head.weight": w + 1}, plan, tied={"lm_head.weight": "wte.weight"})
+    np.testing.assert_array_equal(layer.kernel.numpy(), before)
+    with pytest.raises(ModelFileError, match="unexpected tensors .*lm_head.weight"):
+        assign({"wte.weight": w, "lm_head.weight": w}, plan)  # undeclared: a leftover

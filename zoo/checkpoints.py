@@ -132,19 +132,34 @@ def _names(names, limit=20):
     return ", ".join(names[:limit]) + more
 
 
-def assign(tensors, plan, *, skippable=(), model=None, fresh=()):
+def tied_problems(tensors, tied):
+    """``tied``: {copy: source} names of tensors a checkpoint stores twice (GPT-2's ``lm_head``
+    = ``wte``; heads shared across layers). A copy that differs from its source is a problem:
+    the model has one weight, so which of the two it would hold is undefined."""
+    problems = []
+    for copy, source in tied.items():
+        if copy in tensors and source in tensors and not np.array_equal(
+                np.asarray(tensors[copy]), np.asarray(tensors[source])):
+            problems.append(f"tied tensor {copy} differs from its source {source} (the model "
+                            "shares one weight between them)")
+    return problems
+
+
+def assign(tensors, plan, *, skippable=(), model=None, fresh=(), tied=None):
     """Assign every tensor of the plan exactly once, after checking all of them.
 
     Missing tensors, leftover tensors (other than ``skippable`` glob patterns: buffers the model
     does not need) and shapes that differ are errors naming the tensors; with ``model``, so is a
     trainable variable that the plan leaves unassigned (a mapping bug), except in the ``fresh``
-    layers (e.g. a new head).
+    layers (e.g. a new head). ``tied`` copies ({copy: source}) are not assigned: each must equal
+    its source (``tied_problems``).
     """
+    tied = dict(tied or {})
     wanted = {step.tensor for step in plan}
     missing = sorted(wanted - set(tensors))
-    extra = sorted(n for n in tensors if n not in wanted
+    extra = sorted(n for n in tensors if n not in wanted and n not in tied
                    and not any(fnmatch.fnmatchcase(n, p) for p in skippable))
-    problems = []
+    problems = tied_problems(tensors, tied)
     names = [step.tensor for step in plan]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -244,22 +259,26 @@ def from_checkpoint(path, **overrides):
                                 f"supported: {listing}")
     model = loader(config, tensors, **overrides)
     # Set past Keras' attribute tracking, which would wrap the lists (and is not saved anyway).
-    object.__setattr__(model, "preprocessing", read_preprocessing(config))
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    object.__setattr__(model, "preprocessing", read_preprocessing(config, folder=folder))
     return model
 
 
-def read_preprocessing(config_or_path):
-    """The preprocessing a checkpoint was trained with (timm ``pretrained_cfg``), or
-    ``"unknown"`` when the configuration does not say. ``input_shape`` is (H, W, C)."""
+def read_preprocessing(config_or_path, folder=None):
+    """The preprocessing a checkpoint was trained with (timm ``pretrained_cfg``, or a Hugging
+    Face ``preprocessor_config.json`` in ``folder`` / the given folder), or ``"unknown"`` when
+    neither says. ``input_shape`` is (H, W, C)."""
     config = config_or_path
     if not isinstance(config, dict):  # a folder, a config.json, or weights beside one
         path = Path(config_or_path)
         path = path / CONFIG_FILE if path.is_dir() else (
             path if path.suffix == ".json" else path.parent / CONFIG_FILE)
         config = json.loads(path.read_text()) if path.is_file() else {}
+        folder = path.parent if folder is None else folder
     cfg = config.get("pretrained_cfg")
     if not cfg:
-        return "unknown"
+        hf = Path(folder) / HF_PREPROCESSOR_FILE if folder is not None else None
+        return _hf_preprocessing(hf) if hf is not None and hf.is_file() else "unknown"
     keys = ("mean", "std", "input_size", "interpolation", "crop_pct", "crop_mode")
     out = {k: cfg[k] for k in keys if k in cfg}
     if "input_size" in out:
@@ -269,9 +288,34 @@ def read_preprocessing(config_or_path):
     return out
 
 
+HF_PREPROCESSOR_FILE = "preprocessor_config.json"
+# PIL resampling filters by number, as Hugging Face image processors store ``resample``.
+_PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _hf_preprocessing(path):
+    """mean, std, size, resample and crop of a Hugging Face ``preprocessor_config.json``."""
+    try:
+        pre = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path} is not valid JSON: {e}") from None
+    keys = ("image_mean", "image_std", "size", "resample", "do_resize", "do_center_crop",
+            "crop_size", "do_rescale", "rescale_factor", "do_normalize")
+    out = {k: pre[k] for k in keys if k in pre}
+    if "image_mean" in out:
+        out["mean"] = out["image_mean"]
+    if "image_std" in out:
+        out["std"] = out["image_std"]
+    if pre.get("resample") in _PIL_RESAMPLE:
+        out["interpolation"] = _PIL_RESAMPLE[pre["resample"]]
+    kind = pre.get("image_processor_type") or pre.get("feature_extractor_type") or ""
+    out["source"] = f"huggingface {HF_PREPROCESSOR_FILE} {kind}".rstrip()
+    return out
+
+
 def to_checkpoint(model, directory):
     """Write ``model`` as a hub folder (config.json + model.safetensors) in the reference's
-    names and layout; returns the folder. Only families with an exporter (ViT so far)."""
+    names and layout; returns the folder. Only families with an exporter."""
     import edgezoo.zoo  # noqa: F401
     from safetensors.numpy import save_file
 
@@ -282,7 +326,12 @@ def to_checkpoint(model, directory):
                 config, tensors = result
                 directory = Path(directory)
                 directory.mkdir(parents=True, exist_ok=True)
-                save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-                (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+                # each file complete or not there: written beside, then renamed over
+                weights, conf = directory / (WEIGHTS_FILE + ".part"), directory / (CONFIG_FILE + ".part")
+                save_file(tensors, str(weights), metadata={"format": "pt"})
+                conf.write_text(json.dumps(config, indent=2) + "\n")
+                weights.replace(directory / WEIGHTS_FILE)
+                conf.replace(directory / CONFIG_FILE)
                 return directory
-    raise EdgezooError(f"model {model.name!r} has no checkpoint exporter (only ViT so far)")
+    raise EdgezooError(f"model {model.name!r} has no checkpoint exporter; the families with one: "
+                       f"{', '.join(sorted(_EXPORTERS))}")

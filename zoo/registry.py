@@ -17,18 +17,25 @@ class ModelEntry:
     paper: str
     arxiv: str
     input_shape: tuple
-    num_classes: int
+    num_classes: int | None  # None for tasks without classes (language models, encoders)
     input_range: tuple = (0.0, 1.0)  # the value range the variant's inputs are trained in
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name, builder, *, family, task, paper, arxiv, input_shape, num_classes,
+def register_model(name, builder, *, family, task, paper, arxiv, input_shape, num_classes=None,
                    input_range=(0.0, 1.0), **kwargs):
-    """Register ``name`` as ``builder(**kwargs)`` with its paper's defaults."""
+    """Register ``name`` as ``builder(**kwargs)`` with its paper's defaults; ``task`` names
+    its contract (``edgezoo.zoo.tasks``), and only tasks with classes take ``num_classes``."""
+    from edgezoo.zoo.tasks import get_task
+
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
+    if get_task(task).has_classes != (num_classes is not None):
+        raise ValueError(f"model {name!r}: task {task!r} "
+                         + ("needs num_classes" if get_task(task).has_classes
+                            else "has no classes; drop num_classes"))
     _REGISTRY[name] = ModelEntry(name, builder, kwargs, family, task, paper, arxiv,
                                  tuple(input_shape), num_classes, tuple(map(float, input_range)))
 
@@ -42,6 +49,12 @@ def _entry(name):
         raise UnknownModelError(
             f"unknown model {name!r}.{hint} See edgezoo.zoo.list_models() or `edgezoo list`."
         ) from None
+
+
+def registered_task(name):
+    """The task of registered model ``name``, or None for a name the registry does not hold."""
+    entry = _REGISTRY.get(name)
+    return None if entry is None else entry.task
 
 
 def list_tasks():
@@ -105,9 +118,13 @@ def create_model(name, num_classes=None, input_shape=None, **overrides):
 
     e = _entry(name)
     kwargs = {**e.kwargs, **overrides}
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
-        raise EdgezooError(f"num_classes must be a whole number (0: features, no head), got "
-                           f"{num_classes!r}")
-    kwargs["num_classes"] = e.num_classes if num_classes is None else num_classes
+    if e.num_classes is None:  # the task has no classes: nothing to set
+        if num_classes is not None:
+            raise EdgezooError(f"{name} is a {e.task} model, which has no classes; drop num_classes")
+    else:
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
+            raise EdgezooError(f"num_classes must be a whole number (0: features, no head), got "
+                               f"{num_classes!r}")
+        kwargs["num_classes"] = e.num_classes if num_classes is None else num_classes
     kwargs["input_shape"] = e.input_shape if input_shape is None else check_input_shape(input_shape)
     return e.builder(name=name, **kwargs)

@@ -1,10 +1,13 @@
 """Child process for TFLite Micro: a fault in its C++ kills this process, not the caller.
 
-Usage: python _micro_child.py WORKDIR (job.json, model.tflite, inputs.npy in WORKDIR).
-Writes outputs.npy; allocations are printed by TFLite Micro itself.
+Usage: python _micro_child.py WORKDIR (job.json, model.tflite, inputs.npz in WORKDIR).
+Inputs and outputs are .npz files holding array "j" for input / output j, samples first.
+Writes outputs.npz; allocations are printed by TFLite Micro itself. ``"tensors"`` in a
+job: per output, None (read the output) or the index of the inner tensor to read instead
+(the input of a final SOFTMAX), which needs an interpreter that preserves every tensor.
 
 Batch mode (job.json has "batch"): runs model_<id>.tflite one after the other,
-each logging to log_<id>.txt and writing out_<id>.npy, and appends
+each logging to log_<id>.txt and writing out_<id>.npz, and appends
 "<id> load|invoke|done|error" to progress.txt as it goes, so the parent knows
 which model a crash or hang belongs to.
 """
@@ -17,11 +20,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _random_inputs(interpreter, samples, seed):
-    """Seeded inputs shaped and typed as the interpreter's own input 0."""
-    details = interpreter.get_input_details(0)
+def _random_input(details, samples, rng):
     shape, dtype = tuple(details["shape"]), np.dtype(details["dtype"])
-    rng = np.random.default_rng(seed)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return rng.integers(info.min, int(info.max) + 1, (samples, *shape[1:]), dtype=dtype)
@@ -30,36 +30,63 @@ def _random_inputs(interpreter, samples, seed):
     return rng.standard_normal((samples, *shape[1:])).astype(dtype)
 
 
+def _random_inputs(interpreter, samples, seed, count):
+    """Seeded inputs shaped and typed as each of the interpreter's ``count`` inputs."""
+    rng = np.random.default_rng(seed)
+    return [_random_input(interpreter.get_input_details(j), samples, rng) for j in range(count)]
+
+
+def load_inputs(path):
+    with np.load(path, allow_pickle=False) as z:
+        return [z[str(j)] for j in range(len(z.files))]
+
+
+def set_inputs(interpreter, xs, k):
+    for j, x in enumerate(xs):
+        interpreter.set_input(x[k : k + 1], j)
+
+
+def invoke_all(interpreter, xs, tensors):
+    """Invoke on every sample of ``xs``: per output, the arrays read (``tensors`` as above)."""
+    outputs = [[] for _ in tensors]
+    for k in range(len(xs[0]) if xs else 0):
+        set_inputs(interpreter, xs, k)
+        interpreter.invoke()
+        for o, tensor in enumerate(tensors):
+            if tensor is not None:
+                t = interpreter.GetTensor(tensor, 0)
+                out = np.asarray(t["tensor_data"]).reshape(tuple(t["shape"]))
+            else:
+                out = interpreter.get_output(o)
+            outputs[o].append(np.array(out, copy=True))
+    return [np.concatenate(o) if o else np.zeros((0,)) for o in outputs]
+
+
+def save_outputs(path, outputs):
+    np.savez(path, **{str(o): a for o, a in enumerate(outputs)})
+
+
 def _run_one(runtime, work, entry):
     """One model of a batch; returns after writing out_<id>.npy or raising."""
     i = entry["id"]
     model = (work / f"model_{i}.tflite").read_bytes()
-    preserve = entry["tensor"] is not None
+    tensors = entry["tensors"]
+    preserve = any(t is not None for t in tensors)
     config = (runtime.InterpreterConfig.kPreserveAllTensors if preserve
               else runtime.InterpreterConfig.kAllocationRecording)
     interpreter = runtime.Interpreter.from_bytes(model, arena_size=entry["arena_size"],
                                                  intrepreter_config=config)
     if entry["inputs"]:
-        x = np.load(work / f"inputs_{i}.npy")
+        xs = load_inputs(work / f"inputs_{i}.npz")
     else:
-        x = _random_inputs(interpreter, entry["samples"], entry["seed"])
+        xs = _random_inputs(interpreter, entry["samples"], entry["seed"], entry["num_inputs"])
     _progress(work, f"{i} invoke")
-    outputs = []
-    for k in range(len(x)):
-        interpreter.set_input(x[k : k + 1], 0)
-        interpreter.invoke()
-        if preserve:
-            tensor = interpreter.GetTensor(entry["tensor"], 0)
-            out = np.asarray(tensor["tensor_data"]).reshape(tuple(tensor["shape"]))
-        else:
-            out = interpreter.get_output(0)
-        outputs.append(np.array(out, copy=True))
-    np.save(work / f"out_{i}.npy", np.concatenate(outputs) if outputs else np.zeros((0,)))
-    if preserve and len(x):  # as in single mode: record the arena with a recording interpreter
+    save_outputs(work / f"out_{i}.npz", invoke_all(interpreter, xs, tensors))
+    if preserve and len(xs[0]):  # as in single mode: record the arena with a recording interpreter
         interpreter = runtime.Interpreter.from_bytes(
             model, arena_size=entry["arena_size"],
             intrepreter_config=runtime.InterpreterConfig.kAllocationRecording)
-        interpreter.set_input(x[:1], 0)
+        set_inputs(interpreter, xs, 0)
         interpreter.invoke()
     interpreter.print_allocations()
 
@@ -159,8 +186,8 @@ def _arena_probe(runtime, model, x, size, log_path, timeout):
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
             signal.alarm(max(1, int(timeout)))
             interpreter = runtime.Interpreter.from_bytes(model, arena_size=int(size))
-            for k in range(len(x)):
-                interpreter.set_input(x[k : k + 1], 0)
+            for k in range(len(x[0])):
+                set_inputs(interpreter, x, k)
                 interpreter.invoke()
             code = 0
         except BaseException as exc:  # noqa: BLE001 (a probe that fails reports it and exits)
@@ -187,7 +214,7 @@ def find_min_arena(work, job):
     """Smallest arena (a multiple of ``alignment``) that prepares the model and invokes it.
 
     arena_job.json: {"low": L, "high": H, "max": M, "alignment": A, "probe_timeout": T};
-    WORKDIR also holds model.tflite and inputs.npy (one or more samples of input 0,
+    WORKDIR also holds model.tflite and inputs.npz (one or more samples of every input,
     quantized, batch first; each is invoked). Writes min_arena.json:
     {"minimum": S or null, "alignment": A, "probes": [[size, status, detail], ...]}.
     With "sizes": [s, ...] in the job it only tries those sizes (minimum: null).
@@ -219,7 +246,7 @@ def find_min_arena(work, job):
     top = max(high, int(job.get("max", high)))
     timeout = float(job.get("probe_timeout", 60))
     model = (work / "model.tflite").read_bytes()
-    x = np.load(work / "inputs.npy")
+    x = load_inputs(work / "inputs.npz")
     probes, known = [], {}
 
     def works(size):
@@ -270,7 +297,8 @@ def main(workdir):
         run_batch(work, job)
         return
     model = (work / "model.tflite").read_bytes()
-    preserve = job["tensor"] is not None
+    tensors = job["tensors"]
+    preserve = any(t is not None for t in tensors)
 
     def interpreter_with(config):
         return runtime.Interpreter.from_bytes(model, arena_size=job["arena_size"],
@@ -278,22 +306,12 @@ def main(workdir):
 
     interpreter = interpreter_with(runtime.InterpreterConfig.kPreserveAllTensors if preserve
                                    else runtime.InterpreterConfig.kAllocationRecording)
-    x = np.load(work / "inputs.npy")
-    outputs = []
-    for i in range(len(x)):
-        interpreter.set_input(x[i : i + 1], 0)
-        interpreter.invoke()
-        if preserve:
-            tensor = interpreter.GetTensor(job["tensor"], 0)
-            out = np.asarray(tensor["tensor_data"]).reshape(tuple(tensor["shape"]))
-        else:
-            out = interpreter.get_output(0)
-        outputs.append(np.array(out, copy=True))
-    np.save(work / "outputs.npy", np.concatenate(outputs) if outputs else np.zeros((0,)))
+    xs = load_inputs(work / "inputs.npz")
+    save_outputs(work / "outputs.npz", invoke_all(interpreter, xs, tensors))
     sys.stdout.flush()
-    if preserve and len(x):  # reading inner tensors needs a config that does not record the arena
+    if preserve and len(xs[0]):  # reading inner tensors needs a config that does not record the arena
         interpreter = interpreter_with(runtime.InterpreterConfig.kAllocationRecording)
-        interpreter.set_input(x[:1], 0)
+        set_inputs(interpreter, xs, 0)
         interpreter.invoke()
     interpreter.print_allocations()
 

@@ -8,7 +8,6 @@ uses the isolated one.
 """
 import atexit
 import hashlib
-import io
 import json
 import re
 import select
@@ -18,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from edgezoo.edge.runners.base import Runner
+from edgezoo.edge.runners.base import Batch, Runner, read_npz_list
 from edgezoo.edge.runners.worker import WorkerProcess
 from edgezoo.base.errors import RuntimeFailure
 
@@ -46,20 +45,29 @@ class LiteRTRunner(Runner):
             self.interpreter = Interpreter(
                 model_content=self.model_bytes, num_threads=num_threads,
                 experimental_op_resolver_type=kind,
-                experimental_preserve_all_tensors=self.readout is not None,
+                experimental_preserve_all_tensors=self.preserve,
             )
         self.interpreter.allocate_tensors()
-        self._input = self.interpreter.get_input_details()[0]["index"]
-        self._output = self.readout if self.readout is not None else self.interpreter.get_output_details()[0]["index"]
+        self._inputs = [d["index"] for d in self.interpreter.get_input_details()]
+        self._outputs = list(self.readouts) if self.readouts != (None,) else [
+            d["index"] for d in self.interpreter.get_output_details()]
+
+    def invoke_all(self, sample):
+        """One batch-1 inference on already-quantized inputs (one array each): every readout."""
+        for index, value in zip(self._inputs, sample):
+            self.interpreter.set_tensor(index, value)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(j) for j in self._outputs]
 
     def invoke(self, sample):
-        """One batch-1 inference on an already-quantized sample."""
-        self.interpreter.set_tensor(self._input, sample)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._output)
+        """One batch-1 inference on an already-quantized sample (a one-input model's array,
+        or one array per input): the first readout."""
+        return self.invoke_all(sample if isinstance(sample, (list, tuple)) else [sample])[0]
 
-    def run_raw(self, x):
-        return np.concatenate([self.invoke(x[i : i + 1]) for i in range(len(x))])
+    def run_outputs(self, x):
+        x = Batch.wrap(x)
+        runs = [self.invoke_all(x.sample(i)) for i in range(len(x))]
+        return [np.concatenate([r[k] for r in runs]) for k in range(len(self._outputs))]
 
 
 class LiteRTRefusal(RuntimeFailure):
@@ -126,18 +134,19 @@ while True:
             reply({"ok": True, "nbytes": 0})
             continue
         stage = "invoke"
-        first = interpreter.get_input_details()[0]["index"]
-        out = job["output"]
-        if out is None:
-            out = interpreter.get_output_details()[0]["index"]
-        x = np.load(io.BytesIO(raw), allow_pickle=False)
-        outputs = []
-        for i in range(len(x)):
-            interpreter.set_tensor(first, x[i : i + 1])
+        ins = [d["index"] for d in interpreter.get_input_details()]
+        outs = job["outputs"] or [d["index"] for d in interpreter.get_output_details()]
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            xs = [z[str(j)] for j in range(len(z.files))]
+        outputs = [[] for _ in outs]
+        for i in range(len(xs[0])):
+            for j, x in zip(ins, xs):
+                interpreter.set_tensor(j, x[i : i + 1])
             interpreter.invoke()
-            outputs.append(np.array(interpreter.get_tensor(out), copy=True))
+            for k, j in enumerate(outs):
+                outputs[k].append(np.array(interpreter.get_tensor(j), copy=True))
         buf = io.BytesIO()
-        np.save(buf, np.concatenate(outputs), allow_pickle=False)
+        np.savez(buf, **{str(k): np.concatenate(o) for k, o in enumerate(outputs)})
         reply({"ok": True, "nbytes": len(buf.getvalue())}, buf.getvalue())
     except Exception as exc:
         cache.pop(key, None)
@@ -216,16 +225,12 @@ class IsolatedLiteRTRunner(Runner):
             raise ValueError(f"resolver must be one of {RESOLVERS}, got {resolver!r}")
         self.resolver, self.name, self.timeout = resolver, f"litert-{resolver}", timeout
         self._job = {"key": hashlib.sha1(self.model_bytes).hexdigest(), "resolver": resolver,
-                     "num_threads": int(num_threads), "preserve": self.readout is not None,
-                     "output": None if self.readout is None else int(self.readout)}
+                     "num_threads": int(num_threads), "preserve": self.preserve,
+                     "outputs": [int(j) for j in self.readouts if j is not None] or None}
         self._call(None)
 
     def _call(self, x):
-        inputs = b""
-        if x is not None:
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(x), allow_pickle=False)
-            inputs = buf.getvalue()
+        inputs = b"" if x is None else x.to_bytes()
         timeout = self.timeout or 120 + 1.0 * (0 if x is None else len(x))  # a hang, not slowness
         reply, payload = _worker.run(self._job, self.model_bytes, inputs, timeout)
         if reply == "crash":
@@ -234,13 +239,14 @@ class IsolatedLiteRTRunner(Runner):
             raise LiteRTRefusal(self.resolver, "hang", f"stopped after {payload:.0f} s")
         if not reply["ok"]:
             raise LiteRTRefusal(self.resolver, reply["stage"], _one_line(reply["error"]))
-        return np.load(io.BytesIO(payload), allow_pickle=False) if payload else None
+        return read_npz_list(payload) if payload else None
 
     def invoke(self, sample):
         """One batch-1 inference (through the worker: not for timing)."""
         return self.run_raw(sample)
 
-    def run_raw(self, x):
+    def run_outputs(self, x):
+        x = Batch.wrap(x)
         if len(x) == 0:
             raise ValueError("no samples to run")
-        return self._call(np.asarray(x))
+        return self._call(x)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES, micro_op_table, runtime_library
-from edgezoo.edge.runners.base import Runner
+from edgezoo.edge.runners.base import Batch, Runner, read_npz_list
 from edgezoo.base.errors import RuntimeFailure, UnsupportedOpsError
 
 CHILD = Path(__file__).with_name("_micro_child.py")
@@ -128,14 +128,19 @@ class MicroRunner(Runner):
                              "reason": reason})
         return problems
 
-    def run_raw(self, x):
+    def child_tensors(self):
+        """Per output, the inner tensor the child reads instead (or None): see _micro_child."""
+        return [self.readout] if self.readout is not None else [None] * len(self.model.outputs)
+
+    def run_outputs(self, x):
+        x = Batch.wrap(x)
         timeout = self.timeout or 60 + 0.5 * len(x)
         with tempfile.TemporaryDirectory(prefix="edgezoo-micro-") as tmp:
             work = Path(tmp)
             (work / "model.tflite").write_bytes(self.model_bytes)
-            np.save(work / "inputs.npy", x)
+            x.save(work / "inputs.npz")
             (work / "job.json").write_text(json.dumps({"arena_size": int(self.arena_size),
-                                                       "tensor": self.readout}))
+                                                       "tensors": self.child_tensors()}))
             try:
                 proc = subprocess.run([sys.executable, str(CHILD), tmp], capture_output=True,
                                       text=True, timeout=timeout, env=child_env())
@@ -153,7 +158,7 @@ class MicroRunner(Runner):
                 )
             if proc.returncode != 0:
                 raise self._failure(self.log)
-            outputs = np.load(work / "outputs.npy")
+            outputs = read_npz_list((work / "outputs.npz").read_bytes())
         self._record_arena(self.log)
         return outputs
 
@@ -175,9 +180,8 @@ class MicroRunner(Runner):
         if self.arena_bytes is None:
             readout, self.readout = self.readout, None
             try:
-                shape = self.model.inputs[0].shape
-                dtype = np.dtype(self.model.inputs[0].dtype.lower().replace("float32", "float32"))
-                self.run_raw(np.zeros(shape, dtype))
+                self.run_outputs(Batch([np.zeros(t.shape, np.dtype(t.dtype.lower()))
+                                        for t in self.model.inputs]))
             finally:
                 self.readout = readout
         return self.arena_bytes
@@ -259,15 +263,17 @@ def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
             runner = runners[k]
             (work / f"model_{k}.tflite").write_bytes(runner.model_bytes)
             if inputs is not None:
-                np.save(work / f"inputs_{k}.npy", inputs[k])
-            batch.append({"id": k, "arena_size": int(runner.arena_size), "tensor": runner.readout,
-                          "inputs": inputs is not None, "samples": int(samples), "seed": int(seed)})
+                Batch.wrap(inputs[k]).save(work / f"inputs_{k}.npz")
+            batch.append({"id": k, "arena_size": int(runner.arena_size),
+                          "tensors": runner.child_tensors(), "inputs": inputs is not None,
+                          "num_inputs": len(runner.model.inputs), "samples": int(samples),
+                          "seed": int(seed)})
         (work / "job.json").write_text(json.dumps({"batch": batch}))
         with open(work / "child.log", "w") as log:
             proc = subprocess.Popen([sys.executable, str(CHILD), tmp], stdout=log, stderr=log,
                                     env=child_env())
         hung = watch_child(proc, work, lambda k: timeout or runners[k].timeout or 60 + 0.5 * (
-            len(inputs[k]) if inputs is not None else samples))
+            len(Batch.wrap(inputs[k])) if inputs is not None else samples))
         stages = read_progress(work)
         for k in pending:
             runner, seen = runners[k], stages.get(k, [])
@@ -278,7 +284,8 @@ def _run_chunk(runners, inputs, samples, seed, timeout, pending, results):
             reached = "invoke" in seen
             if seen[-1] == "done":
                 runner._record_arena(text)
-                results[k] = MicroResult(np.load(work / f"out_{k}.npy"), None, reached)
+                outputs = read_npz_list((work / f"out_{k}.npz").read_bytes())
+                results[k] = MicroResult(outputs[0] if len(outputs) == 1 else outputs, None, reached)
             else:
                 results[k] = MicroResult(None, runner._failure(text), reached)
         started = [k for k in pending if k in stages and results[k] is None]

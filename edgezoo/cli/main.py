@@ -53,6 +53,17 @@ def _cmd_train(args):
     print(f"saved {out} (val accuracy {val['acc']:.4f})")
 
 
+def _cmd_port(args):
+    from edgezoo.port import port_checkpoint
+    from edgezoo.zoo.record import describe
+
+    summary = port_checkpoint(args.checkpoint, args.out)
+    low, high = (summary["input_contract"] or {}).get("range", (None, None))
+    inputs = "" if low is None else f", inputs in [{low:g}, {high:g}]"
+    print(f"wrote {summary['out']}: {summary['hub']} {summary['architecture']}, "
+          f"{summary['params']:,} params, {describe(summary['preprocessing'])}{inputs}")
+
+
 def recipe_from_args(args):
     """The recipe: a --recipe file if given, with every flag given on the command line on top."""
     from edgezoo.converters.recipe import Recipe
@@ -245,8 +256,16 @@ def build_parser():
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_train)
 
-    s = sub.add_parser("convert", help="compress and convert a model (name or .keras file)")
-    s.add_argument("model", help="registered model name or .keras/.h5 file")
+    s = sub.add_parser("port", help="read a timm or Hugging Face checkpoint into a .keras file")
+    s.add_argument("checkpoint", help="hub folder (config.json + model.safetensors) or "
+                                      ".safetensors file; pickles (.bin, .pth) are refused")
+    s.add_argument("--out", required=True, help="the .keras file to write")
+    s.set_defaults(fn=_cmd_port)
+
+    s = sub.add_parser("convert", help="compress and convert a model (name, .keras file or "
+                                       "checkpoint)")
+    s.add_argument("model", help="registered model name, .keras/.h5 file, or checkpoint (hub "
+                                 "folder or .safetensors file)")
     s.add_argument("--recipe", help="JSON recipe file; flags given here override its keys")
     s.add_argument("--prune", type=float, metavar="S", help="magnitude pruning to sparsity S")
     s.add_argument("--prune-schedule", choices=["constant", "polynomial"])

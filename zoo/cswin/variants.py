@@ -4,7 +4,7 @@ from edgezoo.zoo.cswin.model import PAPER, ARXIV, cswin
 
 
 def _register(name, input_shape=(224, 224, 3), num_classes=1000, **kwargs):
-    register_model(name, cswin, family="cswin", task="image_classification", paper=PAPER,
+    register_model(name, cswin, family="cswin", task="classification", paper=PAPER,
                    arxiv=ARXIV, input_shape=input_shape, num_classes=num_classes, **kwargs)
 
 

@@ -71,3 +71,42 @@ def read_array_file(path):
         raise
     except Exception as exc:  # noqa: BLE001  (pickled objects, truncation, not numpy at all)
         raise DataError(f"cannot read data file {path}: {str(exc).splitlines()[0]}") from None
+
+
+# ------------------------------------------------------------------ samples of N named inputs
+# A model with one input takes an array; a model with several takes a list (its input order)
+# or a dict by input name. These three keep every layer from assuming "input 0".
+
+def input_list(x, names=None):
+    """``x`` as a list of arrays, one per input: an array (one input), a list/tuple, or a dict
+    keyed by the input ``names`` (all of them, no others)."""
+    if isinstance(x, dict):
+        if names is None or set(x) != set(names):
+            raise DataError(f"inputs given by name {sorted(x)}; the model's inputs are "
+                            f"{list(names or [])}")
+        return [np.asarray(x[n]) for n in names]
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(a) for a in x]
+    return [np.asarray(x)]
+
+
+def num_samples(x):
+    """How many samples ``x`` (an array or a list of per-input arrays) holds, checking that
+    every input holds as many."""
+    arrays = input_list(x) if not isinstance(x, dict) else list(x.values())
+    counts = {len(a) for a in arrays}
+    if len(counts) != 1:
+        raise DataError(f"the inputs hold different numbers of samples: {sorted(counts)}")
+    return counts.pop()
+
+
+def take(x, index):
+    """Samples ``index`` (a slice or index array) of every input; an array stays an array."""
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(a)[index] for a in x]
+    return np.asarray(x)[index]
+
+
+def single(x):
+    """The array of a one-input sample set (unwraps a one-element list)."""
+    return x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x

@@ -128,13 +128,15 @@ def encoder(inputs, *, family, num_latents, latent_dim, num_cross_attends, self_
             blocks_per_cross_attend, share_cross_attend_weights, share_latent_weights,
             cross_attend_heads, self_attend_heads, cross_attend_widening, self_attend_widening,
             cross_qk_channels, cross_v_channels, num_bands, max_resolution, dropout,
-            attention_dropout, layer_norm_epsilon, attention):
+            attention_dropout, layer_norm_epsilon, attention, cross_attend_query_residual=True):
     """Byte array -> latents (B, N, D) after every cross-attend and latent Transformer.
 
     Cross-attend ``i`` uses weight set ``min(i, 1)`` when ``share_cross_attend_weights``
     (else ``i``); every latent Transformer uses set 0 when ``share_latent_weights``.
     Weight sets are named ``cross{s}_*`` and ``latent{t}_block{j}_*``; the layers of
     each application are named ``cross_attend{i}_*`` and ``tower{k}_block{j}_*``.
+    ``cross_attend_query_residual=False`` drops the latents' residual around the cross-attention
+    (HF's ``use_query_residual`` option; the papers' models keep it).
     """
     if num_cross_attends < 1 or blocks_per_cross_attend < 1:
         raise ValueError(f"{family}: num_cross_attends and blocks_per_cross_attend must be >= 1")
@@ -157,7 +159,7 @@ def encoder(inputs, *, family, num_latents, latent_dim, num_cross_attends, self_
             cross_sets.append(_CrossAttend(
                 f"cross{s}", num_heads=cross_attend_heads, qk_channels=cross_qk_channels,
                 v_channels=cross_v_channels, widening=cross_attend_widening,
-                use_query_residual=True, **common))
+                use_query_residual=cross_attend_query_residual, **common))
         z = cross_sets[s](z, byte_array, tag=f"cross_attend{i}")
         for r in range(blocks_per_cross_attend):
             k = i * blocks_per_cross_attend + r
@@ -248,6 +250,7 @@ def perceiver_io(
     query_dim=None,
     output_grid=None,
     output_num_bands=None,
+    cross_attend_query_residual=True,
     dropout=0.0,
     attention_dropout=0.0,
     layer_norm_epsilon=1e-5,
@@ -264,6 +267,8 @@ def perceiver_io(
     output (B, H, W, num_classes), or the decoded queries (B, H, W, channels) when
     ``num_classes=0``. The dense decoder has no query residual (its queries are
     positions, its outputs are not), as in the authors' BasicDecoder.
+    ``cross_attend_query_residual=False``: no residual around the encoder's cross-attention
+    (Hugging Face's ``use_query_residual``, for its checkpoints).
     """
     family = "Perceiver IO"
     if decoder not in DECODERS:
@@ -281,7 +286,8 @@ def perceiver_io(
         self_attend_widening=self_attend_widening, cross_qk_channels=cross_qk_channels,
         cross_v_channels=cross_v_channels, num_bands=num_bands, max_resolution=max_resolution,
         dropout=dropout, attention_dropout=attention_dropout,
-        layer_norm_epsilon=layer_norm_epsilon, attention=attention)
+        layer_norm_epsilon=layer_norm_epsilon, attention=attention,
+        cross_attend_query_residual=cross_attend_query_residual)
     _check_heads(family, latent_dim, decoder_heads, "decoder query/key")
     block = dict(num_heads=decoder_heads, qk_channels=None, v_channels=None,
                  widening=decoder_widening, dropout=0.0, attention_dropout=0.0,

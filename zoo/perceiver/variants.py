@@ -6,7 +6,7 @@ from edgezoo.zoo.perceiver.model import PAPER, ARXIV, PAPER_IO, ARXIV_IO, percei
 def _register(name, builder, input_shape=(224, 224, 3), num_classes=1000, **kwargs):
     io = builder is perceiver_io
     register_model(name, builder, family="perceiver_io" if io else "perceiver",
-                   task="image_classification", paper=PAPER_IO if io else PAPER,
+                   task="classification", paper=PAPER_IO if io else PAPER,
                    arxiv=ARXIV_IO if io else ARXIV, input_shape=input_shape,
                    num_classes=num_classes, **kwargs)
 

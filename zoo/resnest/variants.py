@@ -4,7 +4,7 @@ from edgezoo.zoo.resnest.model import PAPER, ARXIV, resnest
 
 
 def _register(name, input_shape, num_classes=1000, **kwargs):
-    register_model(name, resnest, family="resnest", task="image_classification", paper=PAPER,
+    register_model(name, resnest, family="resnest", task="classification", paper=PAPER,
                    arxiv=ARXIV, input_shape=input_shape, num_classes=num_classes, **kwargs)
 
 

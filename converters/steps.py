@@ -1,0 +1,156 @@
+"""The compression steps as one table: ``Recipe.steps()`` lists and ``compress`` runs the rows
+whose ``applies`` holds, in table order. Every training step trains on the task's data with
+the task's losses (``edgezoo.zoo.tasks``), so a detector or a language model is pruned,
+clustered and distilled like a classifier.
+"""
+import dataclasses
+from typing import Callable
+
+import tf_keras as keras
+
+
+@dataclasses.dataclass
+class StepContext:
+    """What the steps pass along: the model as it is now, the data and losses they train with,
+    the calibration samples, the report they fill, and the converted bytes."""
+
+    model: object
+    recipe: object
+    micro: bool
+    train_data: object
+    loss: object
+    common: dict
+    calibration: object
+    report: dict
+    rewrites: list = dataclasses.field(default_factory=list)
+    tflite: bytes = b""
+    uncompressed: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One row: ``applies(recipe, micro)`` (micro None: the target is not known yet) and
+    ``run(context)``; ``label(recipe)`` is the name recipes and reports show."""
+
+    name: str
+    applies: Callable
+    run: Callable
+    trains: bool = False
+    label: Callable = None
+
+    def title(self, recipe):
+        return self.label(recipe) if self.label else self.name
+
+
+def _distill(ctx):
+    from edgezoo.converters.finetune import finetune
+
+    student = keras.models.clone_model(ctx.model)  # the caller's model stays as it was
+    student.set_weights(ctx.model.get_weights())
+    ctx.model = student
+    finetune(ctx.model, ctx.train_data, epochs=ctx.recipe.finetune_epochs, desc="distill",
+             **ctx.common)
+    ctx.report["steps"]["distill"] = {"teacher": ctx.recipe.distill,
+                                      "temperature": ctx.recipe.temperature,
+                                      "epochs": ctx.recipe.finetune_epochs}
+
+
+def _prune(ctx):
+    from edgezoo.converters import pruning
+
+    r = ctx.recipe
+    ctx.model, ctx.report["steps"]["prune"] = pruning.prune(
+        ctx.model, ctx.train_data, sparsity=r.prune, schedule=r.prune_schedule,
+        two_of_four=r.prune_2of4, policy=r.prune_policy, epochs=r.finetune_epochs, **ctx.common)
+
+
+def _lottery_ticket(ctx):
+    from edgezoo.converters import pruning
+
+    r = ctx.recipe
+    ctx.model, ctx.report["steps"]["prune"] = pruning.lottery_ticket(
+        ctx.model, ctx.train_data, sparsity=r.sparsity, rounds=r.lottery_rounds,
+        epochs_per_round=r.finetune_epochs, **ctx.common)
+
+
+def _cluster(ctx):
+    from edgezoo.converters import clustering
+
+    counts = ctx.recipe.cluster_counts()
+    ctx.model, ctx.report["steps"]["cluster"] = clustering.cluster(
+        ctx.model, ctx.train_data, clusters=counts[None] if set(counts) == {None} else counts,
+        epochs=ctx.recipe.finetune_epochs, preserve_sparsity=ctx.recipe.sparsity is not None,
+        **ctx.common)
+
+
+def _micro_rewrites(ctx):
+    from edgezoo.converters.compress import micro_rewrites
+
+    ctx.model, ctx.rewrites, info = micro_rewrites(ctx.model, ctx.calibration)
+    ctx.report.update(info)
+
+
+def _qat(ctx):
+    from edgezoo.converters import qat
+
+    r = ctx.recipe
+    preserve = "cluster" if r.cluster is not None else "sparsity" if r.sparsity is not None else None
+    ctx.model = qat.quantize_aware_train(ctx.model, ctx.train_data, epochs=r.finetune_epochs,
+                                         preserve=preserve, **ctx.common)
+    ctx.report["steps"]["qat"] = {"preserve": preserve, "epochs": r.finetune_epochs}
+
+
+def _quantize(ctx):
+    from edgezoo.converters.quantize import convert
+    from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
+
+    ctx.tflite = ctx.uncompressed = convert(ctx.model, ctx.recipe.quantize, ctx.calibration,
+                                            micro=ctx.micro,
+                                            max_calibration=ctx.recipe.calibration_samples)
+    ctx.report["weights"] = {"sparsity_by_layer": sparsity_by_layer(ctx.tflite),
+                             "max_unique_per_channel": max_unique_per_channel(ctx.tflite)}
+    ctx.report["uncompressed_tflite_bytes"] = len(ctx.tflite)
+
+
+def _micro_compression(ctx):
+    from edgezoo.converters.micro_compression import compress_tflite
+
+    ctx.tflite, ctx.report["steps"]["micro_compression"] = compress_tflite(
+        ctx.tflite, max_unique=max(ctx.recipe.cluster_counts().values()))
+
+
+def _distills_alone(r):
+    """A teacher with no other training step: distillation is its own step (otherwise the
+    teacher's outputs train those steps)."""
+    return r.distill is not None and not (r.sparsity is not None or r.cluster or r.qat)
+
+
+def _lut_compresses(r):
+    from edgezoo.converters.recipe import MAX_LUT_CLUSTERS
+
+    return (r.cluster is not None and r.micro_compression and r.quantize == "int8"
+            and max(r.cluster_counts().values()) <= MAX_LUT_CLUSTERS)
+
+
+STEPS = (
+    Step("distill", lambda r, micro: _distills_alone(r), _distill, trains=True),
+    Step("prune", lambda r, micro: r.sparsity is not None and not r.lottery_rounds, _prune,
+         trains=True),
+    Step("lottery_ticket", lambda r, micro: r.sparsity is not None and bool(r.lottery_rounds),
+         _lottery_ticket, trains=True),
+    Step("cluster", lambda r, micro: r.cluster is not None, _cluster, trains=True),
+    # TFLite Micro rewrites: after pruning and clustering (TFMOT clusters Dense, not its 1x1-conv
+    # form), before QAT (its fake-quant ranges must be those of the graph that is converted)
+    Step("micro_rewrites", lambda r, micro: micro is True, _micro_rewrites),
+    Step("qat", lambda r, micro: bool(r.qat), _qat, trains=True),
+    Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"),
+    Step("micro_compression", lambda r, micro: micro is not False and _lut_compresses(r),
+         _micro_compression),
+)
+# Rows that belong to the target, not to the recipe: not listed among a recipe's steps.
+TARGET_STEPS = ("micro_rewrites",)
+
+
+def recipe_steps(recipe, micro=None):
+    """The rows of ``STEPS`` that run for ``recipe`` (on a micro target: ``micro``)."""
+    return [s for s in STEPS if s.applies(recipe, micro)]
