@@ -111,8 +111,8 @@ class EdgeCheck:
         result.update({"device": profile.name, "tflite_bytes": len(data)})
         if "micro_vs_reference_per_op" in result["checks"]:
             result["max_lsb"] = result["checks"]["micro_vs_reference_per_op"]["value"]
-        if "default_vs_reference_lsb" in result["checks"]:
-            result["default_vs_reference_max_lsb"] = result["checks"]["default_vs_reference_lsb"]["value"]
+        if "default_vs_reference_max_lsb" in result.get("runtimes", {}):
+            result["default_vs_reference_max_lsb"] = result["runtimes"]["default_vs_reference_max_lsb"]
         if "agreement" in result and result["task"] == "classification":
             result["top1_agreement"] = result["agreement"]["value"]
         if "accuracy" in result:

@@ -10,8 +10,10 @@ result lists the thresholds it used. What is compared with what:
   tolerance is named. The end-to-end difference is reported, not gated: a 1-LSB
   difference at one FULLY_CONNECTED can grow through a deep graph without any fault.
 - LiteRT's default kernels (XNNPACK) against TFLite Micro: the task's measure, on data.
-- On a LiteRT board (rpi4): LiteRT's default kernels against its reference ones, end to end,
-  every output.
+- On a LiteRT board (rpi4): LiteRT's default kernels against its reference ones, every output:
+  on data by the task's measure (they round differently, and the difference grows through a deep
+  graph: a trained int8 ViT drifts 10-20 LSB at its logits while both agree on the class), the
+  end-to-end LSB reported; on seeded random inputs, which carry no classes, by the LSB.
 - The converted model against the float model on held-out data: the task's agreement
   measure (``edgezoo.zoo.tasks``: top-1 for a classifier, per-query class and box IoU for a
   detector, next-token top-1 for a language model, hidden-state cosine for an encoder) and
@@ -55,7 +57,8 @@ class Thresholds:
     hidden_cosine: float = 0.99  # encoders: cosine of each unmasked token's hidden state
     pooled_cosine: float = 0.99  # encoders: cosine of the pooled vector
     default_vs_micro_top1: float = 0.99  # XNNPACK vs TFLite Micro, top-1, on data only
-    max_lsb_default: int = 8  # LiteRT boards: default vs reference kernels, end to end
+    max_lsb_default: int = 8  # LiteRT boards, random inputs: default vs reference kernels, end to end
+    default_vs_reference_top1: float = 0.99  # LiteRT boards, data: default vs reference, task measure
     max_top_class_share: float = 0.90  # float model's top class on more samples: uninformative
     min_output_std: float = 1e-6  # float outputs flatter than this: uninformative
     min_classes_used: float = 0.5  # share of the classes each top-1 on >= 1 % of samples
@@ -252,7 +255,7 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
     return out, micro.name, xq
 
 
-def _litert_checks(tflite, parsed, x, result, checks, th, names):
+def _litert_checks(tflite, parsed, x, result, checks, th, names, real_data, task):
     """A LiteRT board: its default kernels against the reference ones, end to end. The default
     kernels are what the board runs: when they refuse the model, that check fails."""
     reference_runner, xq, reference = _reference_litert(tflite, parsed, x,
@@ -267,8 +270,15 @@ def _litert_checks(tflite, parsed, x, result, checks, th, names):
                  if o.dtype.kind in "iu" and d.scale]  # int32 outputs (ids) are not requantized
     if quantized:
         lsb = max(int(np.abs(o.astype(np.int64) - r.astype(np.int64)).max()) for o, r in quantized)
-        checks["default_vs_reference_lsb"] = _check(lsb, th.max_lsb_default, lsb <= th.max_lsb_default)
-    runtimes["default_vs_reference_top1"] = float((top1(out[0]) == top1(reference[0])).mean())
+        runtimes["default_vs_reference_max_lsb"] = lsb
+        if not real_data:  # no classes to agree on: the raw difference is the check
+            checks["default_vs_reference_lsb"] = _check(lsb, th.max_lsb_default,
+                                                        lsb <= th.max_lsb_default)
+    agree = _runtime_agreement(out, reference, parsed, task, xq)
+    runtimes["default_vs_reference_top1"] = agree
+    if real_data:
+        checks["default_vs_reference_top1"] = _check(agree, th.default_vs_reference_top1,
+                                                     agree >= th.default_vs_reference_top1)
     return out, "litert-default", xq
 
 
@@ -319,7 +329,8 @@ def verify(tflite, parsed, profile, x, *, float_outputs=None, labels=None, thres
         out, runtime, xq = _micro_checks(tflite, parsed, x, result, checks, th, lsb_model,
                                          micro_runner, op_micro, real_data, task, input_names)
     else:
-        out, runtime, xq = _litert_checks(tflite, parsed, x, result, checks, th, input_names)
+        out, runtime, xq = _litert_checks(tflite, parsed, x, result, checks, th, input_names,
+                                          real_data, task)
     details = [parsed.tensors[j] for j in parsed.readout_tensors()]
     converted = [dequantize_output(o, d) for o, d in zip(out, details)]
     if float_outputs is not None:
@@ -397,6 +408,9 @@ def failure_lines(result):
                          f"{f.get('max_lsb')} LSB on identical inputs (allowed: {f.get('tolerance')})")
         elif name == "default_vs_micro_top1":
             lines.append(f"LiteRT's default kernels agree with TFLite Micro on top-1 for "
+                         f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
+        elif name == "default_vs_reference_top1":
+            lines.append(f"LiteRT's default kernels agree with its reference kernels for "
                          f"{100 * c['value']:.1f} % of {n} samples (needed: {100 * c['limit']:.1f} %)")
         elif name == "default_vs_reference_lsb":
             lines.append(f"LiteRT's default kernels differ from its reference kernels by up to "

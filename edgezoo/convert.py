@@ -90,7 +90,7 @@ def _classes(model):
 
 
 def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, teacher=None,
-                  progress=False):
+                  progress=False, task=None):
     """Compress and convert ``model`` (micro rewrites first for a TFLite Micro target).
     Returns (CompressedModel, parsed model); nothing is run on a device here."""
     from edgezoo.converters.compress import compress
@@ -101,14 +101,14 @@ def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, 
     recipe = (recipe or Recipe()).replace(quantize=quantize,
                                           target=profile.name if profile else None)
     compressed = compress(model, recipe, data, calibration=samples, teacher=teacher, micro=micro,
-                          progress=progress)
+                          progress=progress, task=task)
     parsed = read_tflite(compressed.tflite)
     compressed.report.update({"ops": parsed.op_names, "op_types": parsed.op_types()})
     return compressed, parsed
 
 
 def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, labels=None,
-                      thresholds=None, inputs="", real_data=True):
+                      thresholds=None, inputs="", real_data=True, input_names=None):
     """The verification path on held-out samples ``x`` for a freshly converted model (the
     uncompressed bytes feed the per-op gate of a LUT-compressed one); merged into the report."""
     from edgezoo.edge.verification import verify
@@ -118,7 +118,8 @@ def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, lab
     result = verify(compressed.tflite, parsed, profile, x, float_outputs=float_outputs,
                     labels=labels, thresholds=thresholds, inputs=inputs, real_data=real_data,
                     lsb_model=compressed.uncompressed_tflite if decoded is not None else None,
-                    decompression_bytes=decoded or 0)
+                    decompression_bytes=decoded or 0, task=report.get("task"),
+                    input_names=input_names)
     if decoded:  # TFLite Micro plans DECODE outputs in its arena: reported, not added again
         result["budget"]["ram"]["decompression_in_arena_bytes"] = decoded
     report.update(result)
@@ -127,12 +128,14 @@ def verify_conversion(compressed, parsed, profile, x, *, float_outputs=None, lab
 
 def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, input_shape=None,
                      seed=0, recipe=None, teacher=None, progress=False, input_range=None,
-                     thresholds=None, trust_model_code=False):
+                     thresholds=None, trust_model_code=False, task=None):
     """``edgezoo convert``: prepare, compress, convert, verify on the target, write outputs.
 
     ``calib`` names the data: its train split calibrates and fine-tunes, its test split
     measures agreement with the float model (never calibrated or chosen on).
-    Returns the report (``report["passed"]`` says whether every check held).
+    ``task``: the model's task contract (default ``zoo.tasks.task_of``: the registry's, or
+    classification for a one-output classifier). Returns the report (``report["passed"]``
+    says whether every check held).
     """
     from edgezoo.converters.recipe import Recipe
     from edgezoo.base.provenance import provenance
@@ -152,7 +155,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
             teacher = load_keras_model(recipe.distill, trust_model_code=trust_model_code)
         stage(f"compressing and converting ({', '.join(recipe.steps())})")
         compressed, parsed = convert_model(model, quantize, profile, None, recipe=recipe,
-                                           data=dataset, teacher=teacher, progress=progress)
+                                           data=dataset, teacher=teacher, progress=progress,
+                                           task=task)
         report = compressed.report
         report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
         report["input_contract"] = None if contract is None else contract.as_dict()
@@ -173,7 +177,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
                               labels=test.y, thresholds=thresholds,
                               inputs=f"{dataset.name} test split ({len(test)} samples)")
             agreement = report["agreement"]["value"]
-            if agreement < report["thresholds"]["top1_agreement"] and quantize == "int8":
+            if (report["task"] == "classification" and len(model.inputs) == 1
+                    and agreement < report["thresholds"]["top1_agreement"] and quantize == "int8"):
                 from edgezoo.converters.debugger import quantization_error_summary
 
                 stage("agreement below the threshold: per-layer quantization error")
@@ -183,8 +188,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
             from edgezoo.edge.verification import random_inputs
 
             stage(f"verifying {where} on 32 seeded random inputs (no data given)")
-            verify_conversion(compressed, parsed, profile,
-                              random_inputs(parsed.inputs[0], 32, recipe.seed),
+            x = random_inputs(list(parsed.inputs), 32, recipe.seed)
+            verify_conversion(compressed, parsed, profile, x[0] if len(x) == 1 else x,
                               thresholds=thresholds, inputs="32 seeded random inputs",
                               real_data=False)
         report["provenance"] = provenance(recipe.seed, {

@@ -3,31 +3,21 @@ by transformers 5 and 4.57) load into the zoo Perceiver IO and reproduce HF's lo
 mapping does not; the paper-size zoo model writes HF's full-size layout; bad checkpoints say
 what is wrong."""
 import json
-import shutil
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
 
-from conftest import SHARED
+from checkpoint_case import (REFERENCE, assert_fails_tolerance, assert_new_head, assert_refused,
+                             assert_same_tensors, assert_same_weights, assert_writes_back,
+                             full_size_layout, max_error, read_config, read_tensors,
+                             reference_io, tensor_shapes, within_tolerance, write_checkpoint)
 from edgezoo.base.errors import EdgezooError, ModelFileError, UnknownModelError
 from edgezoo.zoo import create_model, from_checkpoint, read_preprocessing, to_checkpoint
 from edgezoo.zoo.checkpoints import supported_architectures
 from edgezoo.zoo.perceiver import checkpoint as perceiver_checkpoint
 
-REFERENCE = SHARED / "reference-checkpoints"
 HF5, HF4 = REFERENCE / "hf" / "perceiver", REFERENCE / "hf4" / "perceiver"
-LAYOUTS = REFERENCE / "full-size-layouts.json"
 ARCH = "PerceiverForImageClassificationFourier"
-ATOL = 1e-4  # max abs error vs HF's logits
-REL_STD = 0.01  # ... and at most 1 % of the logits' standard deviation
-
-
-def _reference(folder):
-    if not folder.is_dir():
-        pytest.fail(f"reference checkpoints not found at {folder}; set EDGEZOO_SHARED")
-    io = np.load(folder / "reference_io.npz")
-    return io["pixel_values_nchw"].transpose(0, 2, 3, 1), io["logits"]
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +25,11 @@ def model():
     return from_checkpoint(HF5)
 
 
-def _error(model, folder):
-    x, logits = _reference(folder)
-    return float(np.abs(model(x, training=False).numpy() - logits).max())
-
-
-def _within_tolerance(err, folder):
-    return err <= ATOL and err <= REL_STD * float(_reference(folder)[1].std())
-
-
 @pytest.mark.parametrize("folder", [HF5, HF4], ids=["transformers5", "transformers4"])
 def test_reproduces_hf_logits(folder):
-    err = _error(from_checkpoint(folder), folder)
-    assert _within_tolerance(err, folder), err
+    reference = reference_io(folder)
+    err = max_error(from_checkpoint(folder), reference)
+    assert within_tolerance(err, reference[1]), err
     # Measured 5.6e-9 for both. Below the gate, 1e-6 still pins two details the gate alone
     # would miss: LayerNorm eps 1e-12 (config's layer_norm_eps, which HF does not use) instead
     # of torch's 1e-5 moves the logits by 2.9e-6, and Fourier bands interleaved across the two
@@ -57,14 +39,13 @@ def test_reproduces_hf_logits(folder):
 
 def test_transformers_4_and_5_name_the_tensors_alike():
     """The two writers differ only in config.json extras; the loader reads both folders."""
-    names5, names4 = load_file(str(HF5 / "model.safetensors")), load_file(
-        str(HF4 / "model.safetensors"))
+    names5, names4 = read_tensors(HF5), read_tensors(HF4)
     assert sorted(names5) == sorted(names4)
-    assert json.loads((HF4 / "config.json").read_text())["transformers_version"].startswith("4.")
+    assert read_config(HF4)["transformers_version"].startswith("4.")
 
 
 def test_built_from_the_checkpoint_configuration(model):
-    config = json.loads((HF5 / "config.json").read_text())
+    config = read_config(HF5)
     assert model.input_shape == (None, config["image_size"], config["image_size"], 3)
     assert model.output_shape == (None, len(config["id2label"]))
     latents = model.get_layer("latents")
@@ -107,10 +88,9 @@ def test_swapped_kernels_fail_the_tolerance(monkeypatch, a, b, layer, floor):
     table = _swap_kernels(a, b, layer)
     assert table != perceiver_checkpoint.HF_PERCEIVER_TABLE
     monkeypatch.setattr(perceiver_checkpoint, "HF_PERCEIVER_TABLE", table)
-    for folder in (HF5, HF4):
-        err = _error(from_checkpoint(folder), folder)
-        assert not _within_tolerance(err, folder), err
-        assert err > floor * ATOL, err  # not a near miss
+    for folder in (HF5, HF4):  # floor x ATOL: not a near miss
+        assert_fails_tolerance(from_checkpoint(folder), reference_io(folder), floor,
+                               folder.parent.name)
 
 
 def test_fourier_channel_order_is_checked(monkeypatch):
@@ -130,8 +110,7 @@ def test_fourier_channel_order_is_checked(monkeypatch):
 
     for wrong in (positions_last, cosines_first):
         monkeypatch.setattr(fourier_features, "fourier_position_features", wrong)
-        err = _error(from_checkpoint(HF5), HF5)
-        assert not _within_tolerance(err, HF5) and err > 5 * ATOL, (wrong.__name__, err)
+        assert_fails_tolerance(from_checkpoint(HF5), reference_io(HF5), 5, wrong.__name__)
 
 
 def test_preprocessing_unknown_without_preprocessor_config(model):
@@ -159,32 +138,26 @@ def test_preprocessing_recorded_from_preprocessor_config(tmp_path):
 
 def test_to_checkpoint_round_trips_bit_for_bit(model, tmp_path):
     """Reduced round trip: the loaded reference written back equals the reference file."""
-    folder = to_checkpoint(model, tmp_path / "out")
-    written, original = load_file(str(folder / "model.safetensors")), _tensors()
-    assert sorted(written) == sorted(original)
-    for name, value in original.items():
-        np.testing.assert_array_equal(written[name], value, err_msg=name)
-    config = json.loads((folder / "config.json").read_text())
+    folder = assert_writes_back(model, HF5, tmp_path / "out")
+    config = read_config(folder)
     assert config["architectures"] == [ARCH] and config["d_model"] == 261
-    assert _error(from_checkpoint(folder), HF5) == _error(model, HF5)
+    reference = reference_io(HF5)
+    assert max_error(from_checkpoint(folder), reference) == max_error(model, reference)
 
 
 def test_perceiver_io_writes_the_hf_full_size_layout(tmp_path):
     """The zoo's paper-size perceiver_io is deepmind/vision-perceiver-fourier's size: its
     checkpoint has exactly HF's tensor names and shapes and loads back bit for bit (~25 s)."""
-    expected = json.loads(LAYOUTS.read_text())["architectures"][f"hf4:{ARCH}"]["tensors"]
+    expected = full_size_layout(f"hf4:{ARCH}")
     model = create_model("perceiver_io")
     folder = to_checkpoint(model, tmp_path / "full")
-    written = load_file(str(folder / "model.safetensors"))
-    assert {k: list(v.shape) for k, v in written.items()} == expected
+    written = read_tensors(folder)
+    assert tensor_shapes(written) == expected
     loaded = from_checkpoint(folder)
-    assert len(model.weights) == len(loaded.weights) == len(expected)
-    for ours, theirs in zip(model.weights, loaded.weights):  # same builder, same order
-        assert ours.shape == theirs.shape, ours.name
-        np.testing.assert_array_equal(theirs.numpy(), ours.numpy(), err_msg=ours.name)
+    assert len(loaded.weights) == len(expected)
+    assert_same_weights(model, loaded, names=False)  # same builder, same order
     again = perceiver_checkpoint.export_hf_perceiver(loaded)[1]
-    for name, value in written.items():
-        np.testing.assert_array_equal(again[name], value, err_msg=name)
+    assert_same_tensors(again, written)
 
 
 def test_zoo_models_hf_cannot_hold_are_refused():
@@ -201,58 +174,48 @@ def test_use_query_residual_false_is_built(tmp_path):
     names = {layer.name for layer in model.layers}
     assert "cross_attend0_attn_add" not in names and "tower0_block0_attn_add" in names
     out = to_checkpoint(model, tmp_path / "out")
-    assert json.loads((out / "config.json").read_text())["use_query_residual"] is False
+    assert read_config(out)["use_query_residual"] is False
 
 
 def test_new_head_when_num_classes_changes(model):
-    five = from_checkpoint(HF5, num_classes=5)
-    assert five.output_shape == (None, 5)
-    np.testing.assert_array_equal(five.get_layer("decoder_query").latents.numpy(),
-                                  model.get_layer("decoder_query").latents.numpy())
+    assert_new_head(model, HF5, "decoder_query", "latents")
 
 
 # --- bad input ------------------------------------------------------------------------------
 
 def _tensors():
-    return load_file(str(HF5 / "model.safetensors"))
+    return read_tensors(HF5)
 
 
-def _copy(tmp_path, tensors=None, **config_changes):
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    if tensors is None:
-        shutil.copy(HF5 / "model.safetensors", folder / "model.safetensors")
-    else:
-        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    config = json.loads((HF5 / "config.json").read_text())
+def _copy(tmp_path, tensors=None, drop=(), put=None, **config_changes):
+    """An edited copy of HF5 (``write_checkpoint``'s tensor edits), its config.json with the
+    changes."""
+    config = read_config(HF5)
     config.update(config_changes)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    return write_checkpoint(tmp_path / "ckpt", HF5, tensors, config, drop, put)
 
 
 def test_wrong_shape_names_tensor_and_shapes(tmp_path):
     tensors = _tensors()
     name = "perceiver.encoder.self_attends.1.mlp.dense1.weight"
     tensors[name] = tensors[name][:20]
-    with pytest.raises(ModelFileError, match=r"self_attends\.1\.mlp\.dense1\.weight has shape "
-                                             r"\(20, 32\), the model expects \(32, 32\)"):
-        from_checkpoint(_copy(tmp_path, tensors))
+    assert_refused(_copy(tmp_path, tensors), ModelFileError,
+                   r"self_attends\.1\.mlp\.dense1\.weight has shape "
+                   r"\(20, 32\), the model expects \(32, 32\)")
 
 
 def test_missing_tensor_is_named(tmp_path):
-    tensors = _tensors()
-    del tensors["perceiver.decoder.decoder.output_position_encodings.position_embeddings"]
-    with pytest.raises(ModelFileError, match=r"missing tensors: perceiver\.decoder\.decoder\."
-                                             r"output_position_encodings\.position_embeddings"):
-        from_checkpoint(_copy(tmp_path, tensors))
+    name = "perceiver.decoder.decoder.output_position_encodings.position_embeddings"
+    assert_refused(_copy(tmp_path, drop=[name]), ModelFileError,
+                   r"missing tensors: perceiver\.decoder\.decoder\."
+                   r"output_position_encodings\.position_embeddings")
 
 
 def test_leftover_tensor_is_named(tmp_path):
     """A third self-attend that the config (num_self_attends_per_block=2) does not declare."""
-    tensors = _tensors()
-    tensors["perceiver.encoder.self_attends.2.layernorm.weight"] = np.ones(32, np.float32)
-    with pytest.raises(ModelFileError, match=r"unexpected tensors.*self_attends\.2\.layernorm"):
-        from_checkpoint(_copy(tmp_path, tensors))
+    extra = {"perceiver.encoder.self_attends.2.layernorm.weight": np.ones(32, np.float32)}
+    assert_refused(_copy(tmp_path, put=extra), ModelFileError,
+                   r"unexpected tensors.*self_attends\.2\.layernorm")
 
 
 @pytest.fixture
@@ -279,12 +242,9 @@ def test_unbuildable_config_option_says_which_and_why(tmp_path, no_build, change
 def test_unmapped_hf_architecture_lists_supported(tmp_path):
     assert ARCH in supported_architectures()["huggingface"]
     for arch in ("BertForMaskedLM", "PerceiverForImageClassificationLearned"):
-        folder = tmp_path / arch
-        folder.mkdir()
-        shutil.copy(HF5 / "model.safetensors", folder / "model.safetensors")
-        config = json.loads((HF5 / "config.json").read_text())
+        config = read_config(HF5)
         config["architectures"] = [arch]
-        (folder / "config.json").write_text(json.dumps(config))
+        folder = write_checkpoint(tmp_path / arch, HF5, config=config)
         listing = f"huggingface architecture '{arch}' is not supported; supported: .*{ARCH}"
         with pytest.raises(UnknownModelError, match=listing):
             from_checkpoint(folder)

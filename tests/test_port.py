@@ -294,19 +294,17 @@ def test_trained_checkpoint_converts_for_nrf52840(trained_checkpoint, tmp_path, 
 
 def test_ported_checkpoint_converts_for_rpi4(trained_checkpoint, tmp_path, capsys):
     """Through ``edgezoo port`` first: the .keras file carries the preprocessing and the input
-    range to convert. The int8 model meets the agreement gate in LiteRT's default kernels; the
-    separate kernel-drift gate (XNNPACK vs LiteRT's reference kernels, at most 8 LSB end to end)
-    does not hold for this int8 ViT (measured 10 LSB after 10 epochs, 14 after 6, 20 after 20;
-    the same for the model before it became a checkpoint, which is bit for bit this one), so
-    that one check may be the only failure, and the exit code says so."""
+    range to convert. The int8 model meets the agreement gate in LiteRT's default kernels
+    (what rpi4 runs), which agree with LiteRT's reference kernels on the class; their logits
+    drift apart by more LSB than on random inputs (10 here), which is reported, not gated."""
     code, _, err = _main(capsys, "port", trained_checkpoint, "--out", tmp_path / "vit.keras")
     assert code == 0, err
     code, stdout, err = _main(capsys, "convert", tmp_path / "vit.keras", "--target", "rpi4",
                               "--calib", "digits", "--out", tmp_path / "rpi4")
     report = json.loads((tmp_path / "rpi4" / "report.json").read_text())
-    failed = [name for name, check in report["checks"].items() if not check["passed"]]
-    assert report["passed"] or failed == ["default_vs_reference_lsb"], stdout + err
-    assert code == (0 if report["passed"] else 1), err
+    assert code == 0 and report["passed"], stdout + err
+    assert report["checks"]["default_vs_reference_top1"]["value"] >= 0.99
+    assert report["runtimes"]["default_vs_reference_max_lsb"] > 0
     _check_agreement(report)
     assert report["checks"]["agreement_top1"]["passed"] and report["fits"] is True
     assert report["input_contract"]["origin"].startswith("recorded in vit.keras")

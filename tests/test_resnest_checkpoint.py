@@ -1,33 +1,28 @@
 """A real timm ResNeSt checkpoint (random weights, timm's layout) loads into the zoo ResNeSt and
 reproduces timm's outputs; a wrong mapping does not; bad checkpoints say what is wrong; a zoo
 ResNeSt writes timm's full-size layout and reads back bit for bit."""
-import json
-import shutil
-
 import numpy as np
 import pytest
 import tf_keras as keras
-from safetensors.numpy import load_file, save_file
 
-from conftest import SHARED
+from checkpoint_case import (REFERENCE, assert_fails_tolerance, assert_keras_file_round_trip,
+                             assert_new_head, assert_refused, assert_same_weights,
+                             assert_writes_back, full_size_layout, max_error, read_config,
+                             read_tensors, reference_io, tensor_shapes, within_tolerance,
+                             write_checkpoint)
 from edgezoo.base.errors import EdgezooError, ModelFileError, UnknownModelError
 from edgezoo.zoo import create_model, from_checkpoint, read_preprocessing, to_checkpoint
 from edgezoo.zoo.checkpoints import CONV2D, IDENTITY, Transform
 from edgezoo.zoo.resnest import checkpoint as resnest_checkpoint
 from edgezoo.zoo.resnest import resnest
 
-TIMM_RESNEST = SHARED / "reference-checkpoints" / "timm" / "resnest"
-LAYOUTS = SHARED / "reference-checkpoints" / "full-size-layouts.json"
-ATOL = 1e-4  # max abs error vs timm's logits
-REL_STD = 0.01  # ... and at most 1 % of the logits' standard deviation
+TIMM_RESNEST = REFERENCE / "timm" / "resnest"
 
 
 @pytest.fixture(scope="module")
 def reference():
-    if not TIMM_RESNEST.is_dir():
-        pytest.fail(f"reference checkpoints not found at {TIMM_RESNEST}; set EDGEZOO_SHARED")
-    io = np.load(TIMM_RESNEST / "reference_io.npz")
-    return io["pixel_values_nchw"].transpose(0, 2, 3, 1), io["logits"]
+    """(images NHWC, timm's logits)."""
+    return reference_io(TIMM_RESNEST)
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +30,9 @@ def model():
     return from_checkpoint(TIMM_RESNEST)
 
 
-def _error(model, reference):
-    x, logits = reference
-    return float(np.abs(model(x, training=False).numpy() - logits).max())
-
-
-def _within_tolerance(err, logits):
-    return err <= ATOL and err <= REL_STD * float(logits.std())
-
-
 def test_reproduces_timm_logits(model, reference):
-    err = _error(model, reference)
-    assert _within_tolerance(err, reference[1]), err
+    err = max_error(model, reference)
+    assert within_tolerance(err, reference[1]), err
 
 
 def test_built_from_the_checkpoint_configuration(model):
@@ -71,7 +57,7 @@ def test_preprocessing_recorded(model, tmp_path):
     assert {k: model.preprocessing[k] for k in expected} == expected
     assert "timm/resnest50d.in1k" in model.preprocessing["source"]
     assert read_preprocessing(TIMM_RESNEST) == model.preprocessing
-    config = json.loads((TIMM_RESNEST / "config.json").read_text())
+    config = read_config(TIMM_RESNEST)
     del config["pretrained_cfg"]
     assert read_preprocessing(config) == "unknown"
     folder = _write(tmp_path, _tensors(), config)
@@ -85,7 +71,10 @@ def _swap_halves(a):
 
 
 def _with_rows(monkeypatch, replace):
-    table = [replace.get(row[0], row) for row in resnest_checkpoint.BLOCK_TABLE]
+    """BLOCK_TABLE with each timm name in ``replace`` mapped instead to ``replace[name]``,
+    a (zoo variable, transform) pair."""
+    rows = {name: (name, (variable,), transform) for name, (variable, transform) in replace.items()}
+    table = [rows.get(row[0], row) for row in resnest_checkpoint.BLOCK_TABLE]
     monkeypatch.setattr(resnest_checkpoint, "BLOCK_TABLE", table)
 
 
@@ -96,44 +85,31 @@ def test_swapped_radix_halves_fail_the_tolerance(monkeypatch, reference):
     bias = Transform("fc2 bias halves swapped", lambda a: (_swap_halves(a),),
                      lambda vs: _swap_halves(vs[0]))
     _with_rows(monkeypatch, {
-        "layer{s}.{b}.conv2.fc2.weight": ("layer{s}.{b}.conv2.fc2.weight",
-                                          ("layer{s}_block{b}_splat_fc2.kernel",), weight),
-        "layer{s}.{b}.conv2.fc2.bias": ("layer{s}.{b}.conv2.fc2.bias",
-                                        ("layer{s}_block{b}_splat_fc2.bias",), bias)})
-    err = _error(from_checkpoint(TIMM_RESNEST), reference)
-    assert not _within_tolerance(err, reference[1])
-    assert err > 10 * ATOL, err  # measured 2.1e-3: not a near miss
+        "layer{s}.{b}.conv2.fc2.weight": ("layer{s}_block{b}_splat_fc2.kernel", weight),
+        "layer{s}.{b}.conv2.fc2.bias": ("layer{s}_block{b}_splat_fc2.bias", bias)})
+    assert_fails_tolerance(from_checkpoint(TIMM_RESNEST), reference, 10)  # measured 2.1e-3
 
 
 def test_swapped_batch_norm_scale_and_shift_fail_the_tolerance(monkeypatch, reference):
     """Negative control: a BN's weight and bias swapped (split attention's bn0)."""
     _with_rows(monkeypatch, {
-        "layer{s}.{b}.conv2.bn0.weight": ("layer{s}.{b}.conv2.bn0.weight",
-                                          ("layer{s}_block{b}_splat_bn0.beta",), IDENTITY),
-        "layer{s}.{b}.conv2.bn0.bias": ("layer{s}.{b}.conv2.bn0.bias",
-                                        ("layer{s}_block{b}_splat_bn0.gamma",), IDENTITY)})
-    err = _error(from_checkpoint(TIMM_RESNEST), reference)
-    assert not _within_tolerance(err, reference[1])
-    assert err > 10 * ATOL, err  # measured 2.1e-2
+        "layer{s}.{b}.conv2.bn0.weight": ("layer{s}_block{b}_splat_bn0.beta", IDENTITY),
+        "layer{s}.{b}.conv2.bn0.bias": ("layer{s}_block{b}_splat_bn0.gamma", IDENTITY)})
+    assert_fails_tolerance(from_checkpoint(TIMM_RESNEST), reference, 10)  # measured 2.1e-2
 
 
-def _write(tmp_path, tensors, config=None):
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    if config is None:
-        shutil.copy(TIMM_RESNEST / "config.json", folder / "config.json")
-    else:
-        (folder / "config.json").write_text(json.dumps(config))
-    return folder
+def _write(tmp_path, tensors=None, config=None, **edits):
+    """An edited copy of the reference (``write_checkpoint``'s edits); ``config`` None: the
+    reference's."""
+    return write_checkpoint(tmp_path / "ckpt", TIMM_RESNEST, tensors, config, **edits)
 
 
 def _tensors():
-    return load_file(str(TIMM_RESNEST / "model.safetensors"))
+    return read_tensors(TIMM_RESNEST)
 
 
 def _config(**model_args):
-    config = json.loads((TIMM_RESNEST / "config.json").read_text())
+    config = read_config(TIMM_RESNEST)
     config["model_args"].update(model_args)
     return config
 
@@ -148,25 +124,22 @@ def no_build(monkeypatch):
 
 
 def test_missing_tensor_is_named(tmp_path, no_build):
-    tensors = _tensors()
-    del tensors["layer3.0.conv2.fc2.bias"]
-    with pytest.raises(ModelFileError, match=r"missing tensors: layer3\.0\.conv2\.fc2\.bias"):
-        from_checkpoint(_write(tmp_path, tensors))
+    assert_refused(_write(tmp_path, drop=["layer3.0.conv2.fc2.bias"]), ModelFileError,
+                   r"missing tensors: layer3\.0\.conv2\.fc2\.bias")
 
 
 def test_extra_tensor_is_named(tmp_path, no_build):
-    tensors = _tensors()
-    tensors["layer1.0.se.fc1.weight"] = np.ones((4, 32, 1, 1), np.float32)
-    with pytest.raises(ModelFileError, match=r"unexpected tensors.*layer1\.0\.se\.fc1\.weight"):
-        from_checkpoint(_write(tmp_path, tensors))
+    extra = {"layer1.0.se.fc1.weight": np.ones((4, 32, 1, 1), np.float32)}
+    assert_refused(_write(tmp_path, put=extra), ModelFileError,
+                   r"unexpected tensors.*layer1\.0\.se\.fc1\.weight")
 
 
 def test_wrong_shape_names_tensor_and_shapes(tmp_path, no_build):
     tensors = _tensors()
     tensors["layer2.0.conv2.conv.weight"] = tensors["layer2.0.conv2.conv.weight"][:, :4]
-    with pytest.raises(ModelFileError, match=r"layer2\.0\.conv2\.conv\.weight has shape "
-                                             r"\(32, 4, 3, 3\), the model expects \(32, 8, 3, 3\)"):
-        from_checkpoint(_write(tmp_path, tensors))
+    assert_refused(_write(tmp_path, tensors), ModelFileError,
+                   r"layer2\.0\.conv2\.conv\.weight has shape "
+                   r"\(32, 4, 3, 3\), the model expects \(32, 8, 3, 3\)")
 
 
 def test_unknown_architecture_lists_supported(tmp_path, no_build):
@@ -197,30 +170,19 @@ def test_unsupported_model_args_refused(tmp_path, no_build, model_args, message)
 def test_new_head_when_num_classes_changes(model, reference):
     features = from_checkpoint(TIMM_RESNEST, num_classes=0)
     assert features.output_shape == (None, 256)
-    five = from_checkpoint(TIMM_RESNEST, num_classes=5)
-    assert five.output_shape == (None, 5)
-    np.testing.assert_array_equal(five.get_layer("layer4_block0_bn3").moving_variance.numpy(),
-                                  model.get_layer("layer4_block0_bn3").moving_variance.numpy())
+    assert_new_head(model, TIMM_RESNEST, "layer4_block0_bn3", "moving_variance")
 
 
 def test_keras_file_round_trip(model, reference, tmp_path):
-    path = tmp_path / "resnest.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded(reference[0]).numpy(), model(reference[0]).numpy())
+    assert_keras_file_round_trip(model, reference[0], tmp_path / "resnest.keras")
 
 
 def test_to_checkpoint_round_trips_bit_for_bit(model, reference, tmp_path):
-    folder = to_checkpoint(model, tmp_path / "out")
-    written, original = load_file(str(folder / "model.safetensors")), _tensors()
-    assert {k: v.shape for k, v in written.items()} == {k: v.shape for k, v in original.items()}
-    for name, value in original.items():
-        np.testing.assert_array_equal(written[name], value, err_msg=name)
-    config = json.loads((folder / "config.json").read_text())
-    assert config["pretrained_cfg"]["input_size"] == [3, 64, 64]
+    folder = assert_writes_back(model, TIMM_RESNEST, tmp_path / "out")
+    assert read_config(folder)["pretrained_cfg"]["input_size"] == [3, 64, 64]
     again = from_checkpoint(folder)
     assert again.preprocessing["mean"] == model.preprocessing["mean"]
-    assert _error(again, reference) == _error(model, reference)
+    assert max_error(again, reference) == max_error(model, reference)
 
 
 @pytest.mark.parametrize("kwargs", [  # the other timm block kinds, reduced
@@ -234,9 +196,7 @@ def test_reduced_variants_round_trip(tmp_path, kwargs):
     folder = to_checkpoint(original, tmp_path / "out")
     loaded = from_checkpoint(folder)
     assert loaded.input_shape == original.input_shape
-    assert [v.name for v in loaded.weights] == [v.name for v in original.weights]
-    for a, b in zip(original.weights, loaded.weights):
-        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    assert_same_weights(original, loaded)
     if "dropout" in kwargs:
         assert loaded.get_layer("head_drop").rate == 0.25
 
@@ -252,16 +212,14 @@ def test_zoo_models_timm_cannot_express_are_refused(tmp_path):
 
 
 def test_resnest50_writes_the_timm_full_size_layout_and_reads_back(tmp_path):
-    expected = json.loads(LAYOUTS.read_text())["architectures"]["timm:resnest50d"]["tensors"]
+    expected = full_size_layout("timm:resnest50d")
     model = create_model("resnest50")
     folder = to_checkpoint(model, tmp_path / "resnest50d")
-    config = json.loads((folder / "config.json").read_text())
-    assert config == {"architecture": "resnest50d", "model_args": {}, "num_classes": 1000}
-    written = load_file(str(folder / "model.safetensors"))
-    assert {k: list(v.shape) for k, v in written.items()} == expected
+    assert read_config(folder) == {"architecture": "resnest50d", "model_args": {},
+                                   "num_classes": 1000}
+    written = read_tensors(folder)
+    assert tensor_shapes(written) == expected
     assert all(written[k].dtype == np.int64 for k in expected if k.endswith("_tracked"))
     loaded = from_checkpoint(folder)
     assert loaded.preprocessing == "unknown"
-    assert [v.name for v in loaded.weights] == [v.name for v in model.weights]
-    for a, b in zip(model.weights, loaded.weights):
-        assert np.array_equal(a.numpy(), b.numpy()), a.name
+    assert_same_weights(model, loaded)

@@ -276,3 +276,23 @@ def test_a_dropped_latency_estimate_says_why(kws, tmp_path, fields, reason):
     assert 0 < control["latency_estimate"]["estimate_ms"] < 1000.0
     assert "reason" not in control["latency_estimate"]
     assert "latency estimate on control (from MACs, not measured)" in render_markdown(control)
+
+
+def test_a_litert_board_gates_default_against_reference_kernels_on_data(kws, monkeypatch):
+    """On data, rpi4's default kernels must give the reference kernels' classes (the task's
+    measure); the LSB drift is reported. Negative control: default kernels whose outputs are
+    those of other samples fail the gate."""
+    from edgezoo.edge import verification
+
+    data, model, x = kws
+    result = verify(data, model, get_profile("rpi4"), x, real_data=True)
+    assert result["checks"]["default_vs_reference_top1"]["passed"]
+    assert "default_vs_reference_lsb" not in result["checks"]
+    assert result["runtimes"]["default_vs_reference_max_lsb"] >= 0
+    real = verification._default_litert
+    monkeypatch.setattr(verification, "_default_litert", lambda *a: (
+        [o[::-1] for o in real(*a)[0]], None))
+    shuffled = verify(data, model, get_profile("rpi4"), x, real_data=True)
+    assert not shuffled["checks"]["default_vs_reference_top1"]["passed"] and not shuffled["passed"]
+    assert any(f.startswith("LiteRT's default kernels agree with its reference kernels for")
+               for f in shuffled["failures"])

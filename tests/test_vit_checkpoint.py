@@ -1,30 +1,26 @@
 """A real timm ViT checkpoint (random weights, timm's layout) loads into the zoo ViT and
 reproduces timm's outputs; a wrong mapping does not; bad checkpoints say what is wrong."""
 import json
-import shutil
 
 import numpy as np
 import pytest
 import tf_keras as keras
-from safetensors.numpy import load_file, save_file
 
-from conftest import SHARED
+from checkpoint_case import (ATOL, REFERENCE, assert_fails_tolerance, assert_keras_file_round_trip,
+                             assert_new_head, assert_refused, assert_writes_back,
+                             full_size_layout, max_error, read_config, read_tensors,
+                             reference_io, tensor_shapes, within_tolerance, write_checkpoint)
 from edgezoo.base.errors import EdgezooError, ModelFileError, UnknownModelError
-from edgezoo.zoo import create_model, from_checkpoint, read_preprocessing, to_checkpoint
+from edgezoo.zoo import create_model, from_checkpoint, read_preprocessing
 from edgezoo.zoo.vit import checkpoint as vit_checkpoint
 
-TIMM_VIT = SHARED / "reference-checkpoints" / "timm" / "vit"
-LAYOUTS = SHARED / "reference-checkpoints" / "full-size-layouts.json"
-ATOL = 1e-4  # max abs error vs timm's logits
-REL_STD = 0.01  # ... and at most 1 % of the logits' standard deviation
+TIMM_VIT = REFERENCE / "timm" / "vit"
 
 
 @pytest.fixture(scope="module")
 def reference():
-    if not TIMM_VIT.is_dir():
-        pytest.fail(f"reference checkpoints not found at {TIMM_VIT}; set EDGEZOO_SHARED")
-    io = np.load(TIMM_VIT / "reference_io.npz")
-    return io["pixel_values_nchw"].transpose(0, 2, 3, 1), io["logits"], io["pre_logits"]
+    """(images NHWC, timm's logits, timm's pre-logits features)."""
+    return reference_io(TIMM_VIT, "pre_logits")
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +28,10 @@ def model():
     return from_checkpoint(TIMM_VIT)
 
 
-def _error(model, reference):
-    x, logits, _ = reference
-    return float(np.abs(model(x, training=False).numpy() - logits).max())
-
-
-def _within_tolerance(err, logits):
-    return err <= ATOL and err <= REL_STD * float(logits.std())
-
-
 def test_reproduces_timm_logits(model, reference):
     x, logits, pre_logits = reference
-    err = _error(model, reference)
-    assert _within_tolerance(err, logits), err
+    err = max_error(model, reference)
+    assert within_tolerance(err, logits), err
     features = keras.Model(model.input, model.get_layer("cls_pool").output)
     assert np.abs(features(x).numpy() - pre_logits).max() <= ATOL
 
@@ -66,7 +53,7 @@ def test_preprocessing_recorded(model, tmp_path):
                 "crop_mode": "center"}
     assert {k: model.preprocessing[k] for k in expected} == expected
     assert read_preprocessing(TIMM_VIT) == model.preprocessing
-    config = json.loads((TIMM_VIT / "config.json").read_text())
+    config = read_config(TIMM_VIT)
     del config["pretrained_cfg"]
     assert read_preprocessing(config) == "unknown"
 
@@ -78,44 +65,35 @@ def test_swapped_query_and_key_fails_the_tolerance(monkeypatch, reference):
         return k.T, q.T, v.T
 
     monkeypatch.setattr(vit_checkpoint, "_split_qkv_weight", swapped)
-    wrong = from_checkpoint(TIMM_VIT)
-    assert not _within_tolerance(_error(wrong, reference), reference[1])
-    assert _error(wrong, reference) > 10 * ATOL  # measured 1.2e-3: not a near miss
+    assert_fails_tolerance(from_checkpoint(TIMM_VIT), reference, 10)  # measured 1.2e-3
 
 
-def _write(tmp_path, tensors, config=True):
-    folder = tmp_path / "ckpt"
-    folder.mkdir()
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    if config:
-        shutil.copy(TIMM_VIT / "config.json", folder / "config.json")
-    return folder
+def _write(tmp_path, tensors=None, **edits):
+    """An edited copy of the reference (``write_checkpoint``'s edits), with its config.json."""
+    return write_checkpoint(tmp_path / "ckpt", TIMM_VIT, tensors, **edits)
 
 
 def _tensors():
-    return load_file(str(TIMM_VIT / "model.safetensors"))
+    return read_tensors(TIMM_VIT)
 
 
 def test_missing_tensor_is_named(tmp_path):
-    tensors = _tensors()
-    del tensors["blocks.1.attn.qkv.bias"]
-    with pytest.raises(ModelFileError, match=r"missing tensors: blocks\.1\.attn\.qkv\.bias"):
-        from_checkpoint(_write(tmp_path, tensors))
+    assert_refused(_write(tmp_path, drop=["blocks.1.attn.qkv.bias"]), ModelFileError,
+                   r"missing tensors: blocks\.1\.attn\.qkv\.bias")
 
 
 def test_extra_tensor_is_named(tmp_path):
-    tensors = _tensors()
-    tensors["blocks.0.ls1.gamma"] = np.ones(64, np.float32)
-    with pytest.raises(ModelFileError, match=r"unexpected tensors.*blocks\.0\.ls1\.gamma"):
-        from_checkpoint(_write(tmp_path, tensors))
+    extra = {"blocks.0.ls1.gamma": np.ones(64, np.float32)}
+    assert_refused(_write(tmp_path, put=extra), ModelFileError,
+                   r"unexpected tensors.*blocks\.0\.ls1\.gamma")
 
 
 def test_wrong_shape_names_tensor_and_shapes(tmp_path):
     tensors = _tensors()
     tensors["blocks.0.mlp.fc1.weight"] = tensors["blocks.0.mlp.fc1.weight"][:200]
-    with pytest.raises(ModelFileError, match=r"blocks\.0\.mlp\.fc1\.weight has shape \(200, 64\), "
-                                             r"the model expects \(256, 64\)"):
-        from_checkpoint(_write(tmp_path, tensors))
+    assert_refused(_write(tmp_path, tensors), ModelFileError,
+                   r"blocks\.0\.mlp\.fc1\.weight has shape \(200, 64\), "
+                   r"the model expects \(256, 64\)")
 
 
 def test_pickle_files_are_refused_unopened(tmp_path):
@@ -137,7 +115,7 @@ def test_corrupted_header(tmp_path):
 
 def test_unknown_architecture_lists_supported(tmp_path):
     folder = _write(tmp_path, _tensors())
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder)
     config["architecture"] = "vit_giant_patch14_224"
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnknownModelError, match="not supported; supported: timm: .*"
@@ -147,7 +125,7 @@ def test_unknown_architecture_lists_supported(tmp_path):
 
 def test_unsupported_model_args_refused(tmp_path):
     folder = _write(tmp_path, _tensors())
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config(folder)
     config["model_args"]["global_pool"] = "avg"
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(EdgezooError, match="global_pool='avg' is not supported"):
@@ -157,10 +135,7 @@ def test_unsupported_model_args_refused(tmp_path):
 def test_new_head_when_num_classes_changes(model, reference):
     features = from_checkpoint(TIMM_VIT, num_classes=0)
     assert np.abs(features(reference[0]).numpy() - reference[2]).max() <= ATOL
-    five = from_checkpoint(TIMM_VIT, num_classes=5)
-    assert five.output_shape == (None, 5)
-    np.testing.assert_array_equal(five.get_layer("norm").gamma.numpy(),
-                                  model.get_layer("norm").gamma.numpy())
+    assert_new_head(model, TIMM_VIT, "norm", "gamma")
 
 
 def test_a_safetensors_file_with_config_beside_it(model):
@@ -170,27 +145,20 @@ def test_a_safetensors_file_with_config_beside_it(model):
 
 
 def test_keras_file_round_trip(model, reference, tmp_path):
-    path = tmp_path / "vit.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded(reference[0]).numpy(), model(reference[0]).numpy())
+    assert_keras_file_round_trip(model, reference[0], tmp_path / "vit.keras")
 
 
 def test_to_checkpoint_round_trips_bit_for_bit(model, reference, tmp_path):
-    folder = to_checkpoint(model, tmp_path / "out")
-    written, original = load_file(str(folder / "model.safetensors")), _tensors()
-    assert sorted(written) == sorted(original)
-    for name, value in original.items():
-        np.testing.assert_array_equal(written[name], value, err_msg=name)
-    assert _error(from_checkpoint(folder), reference) == _error(model, reference)
+    folder = assert_writes_back(model, TIMM_VIT, tmp_path / "out")
+    assert max_error(from_checkpoint(folder), reference) == max_error(model, reference)
 
 
 def test_vit_b16_writes_the_timm_full_size_layout():
-    expected = json.loads(LAYOUTS.read_text())["architectures"]["timm:vit_base_patch16_224"]
+    expected = full_size_layout("timm:vit_base_patch16_224")
     model = create_model("vit_b16")
     config, tensors = vit_checkpoint.export_timm_vit(model)
     assert config["architecture"] == "vit_base_patch16_224" and config["model_args"] == {}
-    assert {k: list(v.shape) for k, v in tensors.items()} == expected["tensors"]
+    assert tensor_shapes(tensors) == expected
 
 
 def test_tied_copies_must_equal_their_source():

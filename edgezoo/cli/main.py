@@ -109,6 +109,12 @@ def print_verdict(report):
         print("FAIL: " + " | ".join(report["failures"]))
 
 
+def _task_names():
+    from edgezoo.zoo.tasks import TASKS
+
+    return list(TASKS)
+
+
 def _cmd_convert(args):
     from edgezoo.convert import convert_pipeline
 
@@ -120,7 +126,7 @@ def _cmd_convert(args):
                               calib=args.calib, input_shape=args.input_shape, recipe=recipe,
                               progress=True, input_range=args.input_range,
                               thresholds=_thresholds(args),
-                              trust_model_code=args.trust_model_code)
+                              trust_model_code=args.trust_model_code, task=args.task)
     fits = "" if report.get("fits") is None else f", fits {report['target']}: {report['fits']}"
     arena = f", arena {report['arena_bytes']:,} B" if report.get("arena_bytes") else ""
     agreement = report.get("agreement")
@@ -137,7 +143,8 @@ def _cmd_test(args):
     report = test_tflite(args.model, args.target, profiles=args.profiles, float_model=args.float,
                          data=args.data, input_range=args.input_range,
                          thresholds=_thresholds(args),
-                         trust_model_code=args.trust_model_code, out_dir=args.out)
+                         trust_model_code=args.trust_model_code, out_dir=args.out,
+                         task=args.task)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -291,6 +298,9 @@ def build_parser():
     s.add_argument("--finetune-epochs", type=int, metavar="N")
     s.add_argument("--seed", type=int)
     s.add_argument("--input-shape", type=_shape, help="H,W,C for a registry name")
+    s.add_argument("--task", choices=_task_names(),
+                   help="the model's task contract (default: the registry's, or classification "
+                        "for a one-output classifier)")
     s.add_argument("--out", required=True)
     s.add_argument("--trust-model-code", action="store_true",
                    help="let a Keras model file run its own code (Lambda layers, custom objects); "
@@ -309,6 +319,9 @@ def build_parser():
                    help="the value range the model's inputs were trained in, for a data set")
     s.add_argument("--min-agreement", type=float, metavar="A",
                    help="top-1 agreement with the float model it must reach (default 0.98)")
+    s.add_argument("--task", choices=_task_names(),
+                   help="the task whose measure judges agreement (default: the float model's; "
+                        "needed for a model with several outputs)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--out", help="also write report.json, report.md and report.png here")
     s.add_argument("--trust-model-code", action="store_true",
