@@ -15,8 +15,9 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgezoo demo
 
+# Two workers, one test file each at a time (module fixtures stay in one process).
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow
