@@ -29,6 +29,7 @@ mutation-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/micro_digits.py
 	$(BIN)/python bench/converters_mlperf.py
+	$(BIN)/python bench/cpu_latency.py --paper
 
 clean:
 	rm -rf $(VENV) artifacts

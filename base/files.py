@@ -76,3 +76,17 @@ def write_bytes(path, data):
 def write_text(path, text):
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def keras_zip_record(path, member):
+    """The JSON record ``member`` that edgezoo keeps inside a ``.keras`` zip, or None (another
+    format, or no such record). Raises ValueError when the record is not JSON."""
+    import zipfile
+
+    path = Path(path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        if member not in archive.namelist():
+            return None
+        return json.loads(archive.read(member))

@@ -103,7 +103,7 @@ def learning_rate(recipe, data):
     return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps)
 
 
-def micro_rewrites(model, calibration):
+def micro_rewrites(model, calibration, dense_form="conv1x1"):
     """Apply the TFLite Micro rewrites, checking the GELU one over the calibration range."""
     from edgezoo.converters.activations import activation_deviations
     from edgezoo.converters.gelu import MAX_DEVIATION, gelu_input_range, max_deviation
@@ -118,7 +118,10 @@ def micro_rewrites(model, calibration):
             raise RecipeError(f"an activation rewrite is not faithful here: {exc}") from None
         if deviations:
             info["activation_rewrites"] = deviations
-    rewritten, applied = apply_micro_rewrites(model)
+    from edgezoo.converters.dense_forms import DENSE_FORMS
+
+    skip = () if DENSE_FORMS[dense_form].conv1x1 else ("dense_as_conv1x1",)
+    rewritten, applied = apply_micro_rewrites(model, skip)
     if "gelu" in applied:
         lo, hi = gelu_range or (-12.0, 12.0)
         deviation = max_deviation(lo, hi)

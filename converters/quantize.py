@@ -80,7 +80,8 @@ def input_names(model):
     return [inp.name.split(":")[0] for inp in model.inputs]
 
 
-def make_converter(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
+def make_converter(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300,
+                   per_tensor_dense=False):
     """The TFLiteConverter for ``model`` from a static batch-1 signature, set up for ``quantize``.
 
     ``int8``: full-integer with int8 input and output; ``int16x8``: 16-bit
@@ -98,6 +99,8 @@ def make_converter(model, quantize="int8", calibration=None, *, micro=False, max
             raise ValueError(f"--quantize {quantize} needs calibration samples")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(model, calibration, max_calibration)
+        # one weight scale per Dense layer (FULLY_CONNECTED): no per-channel arrays in the arena
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = per_tensor_dense
         if quantize == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
@@ -157,12 +160,13 @@ def check_ranges(model, samples, probe=32):
                                   "would overflow; check the model's weights and input range")
 
 
-def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300):
+def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300,
+            per_tensor_dense=False):
     """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes)."""
     if quantize in ("int8", "int16x8"):
         check_ranges(model, calibration)
     from edgezoo.converters.io_order import keras_io_order
 
     converter = make_converter(model, quantize, calibration, micro=micro,
-                               max_calibration=max_calibration)
+                               max_calibration=max_calibration, per_tensor_dense=per_tensor_dense)
     return keras_io_order(bytes(converter.convert()), input_names(model), len(model.outputs))

@@ -46,6 +46,7 @@ class Recipe:
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"  # or "cosine": decays to 0 over each training step
     calibration_samples: int = 300
+    dense_form: str = "conv1x1"  # how Dense layers are converted (converters.dense_forms)
     seed: int = 0
 
     def __post_init__(self):
@@ -109,6 +110,14 @@ class Recipe:
                 where = "" if layer is None else f" for layer {layer!r}"
                 raise RecipeError(f"cluster count{where} must be between 2 and 256 (int8 has 256 "
                                   f"values), got {k}")
+        from edgezoo.converters.dense_forms import DENSE_FORMS
+
+        if self.dense_form not in DENSE_FORMS:
+            raise RecipeError(f"unknown dense_form {self.dense_form!r}; choose one of "
+                              f"{', '.join(DENSE_FORMS)}")
+        if DENSE_FORMS[self.dense_form].per_tensor and self.quantize not in ("int8", "int16x8"):
+            raise RecipeError(f"dense_form {self.dense_form} sets integer weight scales; it needs "
+                              f"--quantize int8 or int16x8, not {self.quantize}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
                               f"{', '.join(LR_SCHEDULES)}")

@@ -27,10 +27,13 @@ MICRO_REWRITES = {
 }
 
 
-def apply_micro_rewrites(model):
-    """(rewritten model, names of the rewrites that changed something)."""
+def apply_micro_rewrites(model, skip=()):
+    """(rewritten model, names of the rewrites that changed something); ``skip``: rewrites
+    not to apply (``dense_as_conv1x1`` for a recipe that keeps FULLY_CONNECTED)."""
     applied = []
     for name, (rewrite, _why) in MICRO_REWRITES.items():
+        if name in skip:
+            continue
         rewritten = rewrite(model)
         if rewritten is not model:
             applied.append(name)

@@ -86,7 +86,8 @@ def _cluster(ctx):
 def _micro_rewrites(ctx):
     from edgezoo.converters.compress import micro_rewrites
 
-    ctx.model, ctx.rewrites, info = micro_rewrites(ctx.model, ctx.calibration)
+    ctx.model, ctx.rewrites, info = micro_rewrites(ctx.model, ctx.calibration,
+                                                   ctx.recipe.dense_form)
     ctx.report.update(info)
 
 
@@ -104,9 +105,12 @@ def _quantize(ctx):
     from edgezoo.converters.quantize import convert
     from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
 
-    ctx.tflite = ctx.uncompressed = convert(ctx.model, ctx.recipe.quantize, ctx.calibration,
-                                            micro=ctx.micro,
-                                            max_calibration=ctx.recipe.calibration_samples)
+    from edgezoo.converters.dense_forms import DENSE_FORMS
+
+    ctx.tflite = ctx.uncompressed = convert(
+        ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
+        max_calibration=ctx.recipe.calibration_samples,
+        per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor)
     ctx.report["weights"] = {"sparsity_by_layer": sparsity_by_layer(ctx.tflite),
                              "max_unique_per_channel": max_unique_per_channel(ctx.tflite)}
     ctx.report["uncompressed_tflite_bytes"] = len(ctx.tflite)

@@ -80,6 +80,7 @@ def render_markdown(report):
         lines += ["", f"Data: {data['source']}. Agreement and accuracy are measured on the "
                       f"{data.get('evaluated_on', 'test')} split only."]
     lines += _tensor_lines(report)
+    lines += _breakdown_lines(report)
     lines += _recipe_lines(report)
     ops = report.get("op_types") or {}
     if ops:
@@ -90,6 +91,19 @@ def render_markdown(report):
     elif budget:
         lines += ["", f"_{budget['ram']['note']}._"]
     return "\n".join(lines) + "\n"
+
+
+def _breakdown_lines(report):
+    """XNNPACK's partitions and the slowest op types, timed one by one (host figures)."""
+    b = report.get("latency_breakdown")
+    if not b:
+        return []
+    lines = ["", "## Where the time goes (LiteRT default kernels, this host)", "",
+             f"XNNPACK partitions: {b['xnnpack_partitions']}. Each op alone: "
+             f"{b['total_ms']:.3f} ms in all. _{b['note']}._", "", "| op | ms (all its ops) |",
+             "|---|---|"]
+    lines += [f"| {op} | {ms:.4f} |" for op, ms in list(b["by_op_ms"].items())[:8]]
+    return lines
 
 
 def _tensor_lines(report):

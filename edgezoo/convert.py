@@ -192,6 +192,14 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
             verify_conversion(compressed, parsed, profile, x[0] if len(x) == 1 else x,
                               thresholds=thresholds, inputs="32 seeded random inputs",
                               real_data=False)
+        if profile is not None and not profile.micro:  # a CPU board: where its time goes
+            from edgezoo.edge.op_latency import op_breakdown, xnnpack_partitions
+
+            stage("timing each op in LiteRT's default kernels")
+            breakdown = op_breakdown(compressed.tflite, parsed)
+            report["latency_breakdown"] = {"xnnpack_partitions": xnnpack_partitions(
+                compressed.tflite), "by_op_ms": breakdown["by_op"],
+                "total_ms": breakdown["total_ms"], "note": breakdown["note"]}
         report["provenance"] = provenance(recipe.seed, {
             **report.pop("recipe"), "calibration": None if calib is None else str(calib)})
         timings = {"wall_time_s": round(time.perf_counter() - start, 3)}

@@ -193,3 +193,20 @@ def test_convert_with_a_recipe_is_byte_identical(tmp_path, digits32):
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     page = (tmp_path / "a" / "report.md").read_text()
     assert "Steps: `prune` → `quantize:int8`" in page and "| 50.00 % |" in page
+
+
+def test_parser_choices_match_the_tables_and_import_no_tensorflow():
+    """--task and --dense-form offer exactly the contracts and forms that exist, and building
+    the parser (for --help) stays free of TensorFlow."""
+    import subprocess
+    import sys
+
+    from edgezoo.cli.main import DENSE_FORM_NAMES, TASK_NAMES
+    from edgezoo.converters.dense_forms import DENSE_FORMS
+    from edgezoo.zoo.tasks import TASKS
+
+    assert set(TASK_NAMES) == set(TASKS) and set(DENSE_FORM_NAMES) == set(DENSE_FORMS)
+    out = subprocess.run([sys.executable, "-c", "import sys; from edgezoo.cli import build_parser; "
+                          "build_parser(); print('tensorflow' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

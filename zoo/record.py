@@ -57,18 +57,14 @@ def record_in_keras_file(path, preprocessing, source):
 def read_from_keras_file(path):
     """``(preprocessing, source)`` a .keras file records, or None (not ported from a
     checkpoint, or another format)."""
-    path = Path(path)
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        if RECORD not in archive.namelist():
-            return None
-        try:
-            record = json.loads(archive.read(RECORD))
-            return record["preprocessing"], record["checkpoint"]
-        except (ValueError, KeyError, TypeError):
-            raise ModelFileError(f"{path}: its {RECORD} record is malformed; port the "
-                                 "checkpoint again (edgezoo port)") from None
+    from edgezoo.base.files import keras_zip_record
+
+    try:
+        record = keras_zip_record(path, RECORD)
+        return None if record is None else (record["preprocessing"], record["checkpoint"])
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{path}: its {RECORD} record is malformed; port the "
+                             "checkpoint again (edgezoo port)") from None
 
 
 def restore(model, path):

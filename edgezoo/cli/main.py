@@ -73,7 +73,8 @@ def recipe_from_args(args):
              "prune_schedule": args.prune_schedule, "prune_policy": args.prune_policy,
              "lottery_rounds": args.lottery_rounds, "cluster": args.cluster, "distill": args.distill,
              "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
-             "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None}
+             "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None,
+             "dense_form": args.dense_form}
     from edgezoo.base.errors import RecipeError
 
     try:
@@ -109,10 +110,18 @@ def print_verdict(report):
         print("FAIL: " + " | ".join(report["failures"]))
 
 
-def _task_names():
-    from edgezoo.zoo.tasks import TASKS
+# Choices the parser offers, spelled here so that building it imports no TensorFlow
+# (tests/test_cli.py holds them equal to edgezoo.zoo.tasks.TASKS and DENSE_FORMS).
+TASK_NAMES = ("classification", "detection", "detection_sigmoid", "causal_lm", "encoder")
+DENSE_FORM_NAMES = ("conv1x1", "fc_per_channel", "fc_per_tensor")
 
-    return list(TASKS)
+
+def _dense_forms():
+    return list(DENSE_FORM_NAMES)
+
+
+def _task_names():
+    return list(TASK_NAMES)
 
 
 def _cmd_convert(args):
@@ -280,6 +289,9 @@ def build_parser():
     s.add_argument("--prune-policy", choices=["xnnpack"], help="prune for XNNPACK's sparse kernels")
     s.add_argument("--lottery-rounds", type=int, help="iterative magnitude pruning with rewinding")
     s.add_argument("--cluster", type=int, metavar="K", help="K weight clusters per channel")
+    s.add_argument("--dense-form", choices=_dense_forms(),
+                   help="how Dense layers are converted: conv1x1 (default on TFLite Micro: "
+                        "bit-exact), fc_per_channel, fc_per_tensor (the smallest arena)")
     s.add_argument("--qat", action="store_true", help="quantization-aware training")
     s.add_argument("--distill", metavar="TEACHER",
                    help="distil from TEACHER: 'self' (the float model), a model name or file")

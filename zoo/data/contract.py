@@ -71,18 +71,17 @@ def record_in_keras_file(path, contract):
 
 def read_from_keras_file(path):
     """The contract a .keras file records, or None (other formats record none)."""
+    from edgezoo.base.files import keras_zip_record
+
     path = Path(path)
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        if RECORD not in archive.namelist():
+    try:
+        record = keras_zip_record(path, RECORD)
+        if record is None:
             return None
-        try:
-            record = json.loads(archive.read(RECORD))
-            low, high = (float(v) for v in record["input_range"])
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"{path}: its {RECORD} record is malformed; re-save the model or "
-                            "pass --input-range LOW,HIGH") from None
+        low, high = (float(v) for v in record["input_range"])
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{path}: its {RECORD} record is malformed; re-save the model or "
+                        "pass --input-range LOW,HIGH") from None
     return InputContract(low, high, f"recorded in {path.name} ({record.get('origin', 'edgezoo')})")
 
 
