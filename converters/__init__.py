@@ -1,5 +1,6 @@
 """edgezoo.converters: Keras -> (rewritten, quantized) TFLite flatbuffers."""
 from edgezoo.converters.compress import CompressedModel, compress
+from edgezoo.converters.cpu_layernorm import CpuLayerNormalization, layernorm_for_xnnpack
 from edgezoo.converters.dense_conv import dense_to_pointwise
 from edgezoo.converters.finetune import FinetuneData
 from edgezoo.converters.micro_support import MICRO_UNSUPPORTED
@@ -11,6 +12,7 @@ from edgezoo.converters.tflite_model import read_tflite
 
 __all__ = [
     "CompressedModel",
+    "CpuLayerNormalization",
     "FinetuneData",
     "MICRO_REWRITES",
     "MICRO_UNSUPPORTED",
@@ -21,6 +23,7 @@ __all__ = [
     "check_quantization",
     "convert",
     "dense_to_pointwise",
+    "layernorm_for_xnnpack",
     "micro_gelu",
     "read_tflite",
     "rewrite_gelu",

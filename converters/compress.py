@@ -146,7 +146,7 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
     whose losses train every step. The steps are the rows of ``converters.steps.STEPS``.
     """
     from edgezoo.converters.calibration import check_model_calibration
-    from edgezoo.converters.steps import StepContext, recipe_steps
+    from edgezoo.converters.steps import TARGET_STEPS, StepContext, recipe_steps
     from edgezoo.zoo.data.arrays import take
     from edgezoo.zoo.tasks import calibration_inputs, task_of
 
@@ -182,7 +182,7 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
         ran.append(step)
     report["tflite_bytes"] = len(ctx.tflite)
     report["recipe"] = {**recipe.as_dict(),
-                        "steps": [s.title(recipe) for s in ran if s.name != "micro_rewrites"],
+                        "steps": [s.title(recipe) for s in ran if s.name not in TARGET_STEPS],
                         "rewrites": ctx.rewrites,
                         "calibration_samples": 0 if calibration is None else _count(calibration),
                         "signature": "static batch 1"}

@@ -19,6 +19,7 @@ import dataclasses
 
 import tf_keras as keras
 
+from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
@@ -203,6 +204,14 @@ LAYER_SUPPORT = (
         "variance and RSQRT are calibrated by the converter",
         "MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, ADD",
         prune_why="TFMOT's registry lists no prunable weights for LayerNormalization",
+        cluster_why=NO_KERNEL),
+    LayerSupport(
+        CpuLayerNormalization, "OutputQuantizeConfig",
+        "output only, as LayerNormalization: gamma and beta are MUL/ADD constants; mean and "
+        "variance int8, SQRT, MAXIMUM and DIV stay float (an island XNNPACK runs)",
+        "not for TFLite Micro: its float SQRT/DIV island needs float kernels; the LiteRT "
+        "(CPU) rewrite only",
+        prune_why="as LayerNormalization: a scale and a shift, no kernel",
         cluster_why=NO_KERNEL),
     _weightless(keras.layers.Multiply, "OutputQuantizeConfig",
                 "output only: MUL (TFMOT's registry lacks it; ResNeSt's split-attention weighting)",

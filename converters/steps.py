@@ -91,6 +91,15 @@ def _micro_rewrites(ctx):
     ctx.report.update(info)
 
 
+def _cpu_rewrites(ctx):
+    from edgezoo.converters.cpu_layernorm import layernorm_for_xnnpack
+
+    rewritten = layernorm_for_xnnpack(ctx.model)
+    if rewritten is not ctx.model:
+        ctx.model = rewritten
+        ctx.rewrites.append("layernorm_for_xnnpack")
+
+
 def _qat(ctx):
     from edgezoo.converters import qat
 
@@ -146,13 +155,16 @@ STEPS = (
     # TFLite Micro rewrites: after pruning and clustering (TFMOT clusters Dense, not its 1x1-conv
     # form), before QAT (its fake-quant ranges must be those of the graph that is converted)
     Step("micro_rewrites", lambda r, micro: micro is True, _micro_rewrites),
+    # a LiteRT (CPU) board's int8: LayerNorm in the form XNNPACK delegates (converters.cpu_layernorm)
+    Step("cpu_rewrites", lambda r, micro: micro is False and r.target is not None
+         and r.quantize == "int8", _cpu_rewrites),
     Step("qat", lambda r, micro: bool(r.qat), _qat, trains=True),
     Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"),
     Step("micro_compression", lambda r, micro: micro is not False and _lut_compresses(r),
          _micro_compression),
 )
 # Rows that belong to the target, not to the recipe: not listed among a recipe's steps.
-TARGET_STEPS = ("micro_rewrites",)
+TARGET_STEPS = ("micro_rewrites", "cpu_rewrites")
 
 
 def recipe_steps(recipe, micro=None):

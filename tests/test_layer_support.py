@@ -10,6 +10,7 @@ from edgezoo.converters import clustering, pruning
 from edgezoo.converters.activations import MICRO_ACTIVATIONS
 from edgezoo.converters.finetune import FinetuneData
 from edgezoo.converters.gelu import micro_gelu
+from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.layer_support import (
     LAYER_SUPPORT,
     NO_WEIGHTS,
@@ -58,6 +59,7 @@ BUILDERS = {
     **{f"Activation(micro_{name})": (lambda fn=fn: _on((4,), L.Activation(fn)))
        for name, (fn, *_rest) in MICRO_ACTIVATIONS.items()},
     "LayerNormalization": lambda: _tokens(L.LayerNormalization()),
+    "CpuLayerNormalization": lambda: _tokens(CpuLayerNormalization()),
     "Multiply": lambda: ([keras.Input((4,)), keras.Input((4,))],
                          lambda ins, layer=L.Multiply(): layer(ins)),
     "BatchNormalization": lambda: _on((4, 4, 2), L.BatchNormalization()),
