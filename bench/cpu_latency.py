@@ -57,12 +57,9 @@ def forms(name):
 
 def measure(tflites, runs, rounds=3):
     """{form: {"ms": [median per round], "partitions": n}}, rounds interleaved across forms."""
-    from edgezoo.edge.op_latency import _feed, _interpreter, median_invoke_ms, xnnpack_partitions
+    from edgezoo.edge.op_latency import median_invoke_ms, seeded_interpreter, xnnpack_partitions
 
-    interpreters = {}
-    for form, data in tflites.items():
-        interpreters[form] = _interpreter(data)
-        _feed(interpreters[form], np.random.default_rng(0))
+    interpreters = {form: seeded_interpreter(data) for form, data in tflites.items()}
     out = {form: {"ms": [], "partitions": xnnpack_partitions(data)} for form, data in tflites.items()}
     for _ in range(rounds):
         for form, interpreter in interpreters.items():

@@ -9,35 +9,28 @@ seeded inputs: host figures, for telling the expensive ops apart, not a board me
 import collections
 import warnings
 
-import numpy as np
 
-
-def _interpreter(model_bytes):
+def seeded_interpreter(model_bytes, seed=0):
+    """LiteRT's default kernels on ``model_bytes``, every input set to the verification path's
+    seeded random inputs (``verification.random_inputs``), ready to invoke."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.edge.verification import random_inputs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         interpreter = Interpreter(model_content=bytes(model_bytes), num_threads=1)
     interpreter.allocate_tensors()
-    return interpreter
-
-
-def _feed(interpreter, rng):
-    for d in interpreter.get_input_details():
-        dtype = np.dtype(d["dtype"])
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
-            low, high = (info.min, info.max) if d["quantization"][0] else (0, 2)
-            value = rng.integers(low, int(high) + 1, d["shape"]).astype(dtype)
-        else:
-            value = rng.standard_normal(d["shape"]).astype(dtype)
+    values = random_inputs(list(read_tflite(bytes(model_bytes)).inputs), 1, seed)
+    for d, value in zip(interpreter.get_input_details(), values):
         interpreter.set_tensor(d["index"], value)
+    return interpreter
 
 
 def xnnpack_partitions(model_bytes):
     """How many XNNPACK delegate partitions LiteRT's default kernels make of the model."""
-    interpreter = _interpreter(model_bytes)
-    _feed(interpreter, np.random.default_rng(0))
+    interpreter = seeded_interpreter(model_bytes)
     interpreter.invoke()  # delegation is complete once the graph has run
     return sum(1 for op in interpreter._get_ops_details() if op["op_name"] == "DELEGATE")
 
@@ -56,7 +49,6 @@ def op_breakdown(model_bytes, parsed, runs=30, top=8):
     model_t = read_model_t(model_bytes)
     sg = model_t.subgraphs[0]
     const = constant_tensors(model_t)
-    rng = np.random.default_rng(0)
     rows = []
     for i, op in enumerate(sg.operators or []):
         ins = [int(j) for j in (op.inputs if op.inputs is not None else []) if j >= 0]
@@ -64,9 +56,7 @@ def op_breakdown(model_bytes, parsed, runs=30, top=8):
             continue  # constant inputs only: folded, nothing to time
         one, _ = extract_ops(model_t, [i])
         try:
-            interpreter = _interpreter(pack_model(one))
-            _feed(interpreter, rng)
-            ms = median_invoke_ms(interpreter, runs)
+            ms = median_invoke_ms(seeded_interpreter(pack_model(one), seed=i), runs)
         except (RuntimeError, ValueError):  # an op that cannot run alone (state, subgraphs)
             continue
         rows.append({"index": i, "op": parsed.operators[i].op, "layer": parsed.operators[i].layer,

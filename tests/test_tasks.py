@@ -55,6 +55,14 @@ def test_detection_measure_counts_queries_and_fails_on_swapped_boxes():
     assert same["checks"] == {"query_class_agreement": 1.0, "box_iou": pytest.approx(1.0)}
     swapped = DETECTION.measure([logits, boxes], [logits, boxes[:, ::-1]], [None])
     assert swapped["checks"]["box_iou"] < 0.5  # the negative control: boxes on other queries
+    # classes shifted by one: every query's arg-max moves, so class agreement is 0
+    shifted = DETECTION.measure([logits, boxes], [np.roll(logits, 1, axis=-1), boxes], [None])
+    assert shifted["checks"]["query_class_agreement"] == 0.0
+    image = keras.Input((8, 8, 3))
+    flat = keras.layers.Flatten()(image)
+    three = keras.Model(image, [keras.layers.Dense(5)(flat), keras.layers.Dense(3)(flat)])
+    with pytest.raises(DataError, match="must end in 4 box coordinates"):
+        DETECTION.check_model(three)
 
 
 def test_causal_lm_measure_is_next_token_top1():

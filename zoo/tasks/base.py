@@ -36,6 +36,7 @@ class Task:
     optional_outputs: tuple = ()
     uninformative: Callable = None  # (float outputs, thresholds) -> reasons, beyond NaN/constant
     no_label_loss: str = "it has no labels of its own"  # why label_loss is None
+    check_outputs: Callable = None  # (output specs) -> None, raising what the task needs of them
 
     def inputs(self, model):
         """The model's inputs as TensorSpecs with this task's roles."""
@@ -61,9 +62,8 @@ class Task:
             if spec.role == "image" and kind != "f":
                 raise DataError(f"{self.name}: input {spec.name!r} must be float, not {spec.dtype}")
         outputs = self.outputs(model)
-        if self.name == "detection" and outputs[1].shape[-1:] != (4,):
-            raise DataError(f"detection: output {outputs[1].name!r} must end in 4 box "
-                            f"coordinates (cx, cy, w, h), got {outputs[1].shape}")
+        if self.check_outputs is not None:
+            self.check_outputs(outputs)
         return True
 
     def losses(self, model, teacher=False, temperature=4.0):

@@ -55,6 +55,14 @@ def _uninformative(float_outs, th):
     return []
 
 
+def _check_boxes(outputs):
+    from edgezoo.base.errors import DataError
+
+    if tuple(outputs[1].shape[-1:]) != (4,):
+        raise DataError(f"detection: output {outputs[1].name!r} must end in 4 box coordinates "
+                        f"(cx, cy, w, h), got {outputs[1].shape}")
+
+
 def detection_task(scoring="softmax"):
     """The detection contract for one scoring (``softmax`` with no-object, or ``sigmoid``)."""
     if scoring not in ("softmax", "sigmoid"):
@@ -77,6 +85,7 @@ def detection_task(scoring="softmax"):
         no_label_loss="the set loss, which matches boxes to queries, comes with the detection models",
         distill_loss=_distill_loss_for(scoring),
         uninformative=_uninformative,
+        check_outputs=_check_boxes,
     )
 
 
