@@ -47,6 +47,7 @@ class Recipe:
     lr_schedule: str = "constant"  # or "cosine": decays to 0 over each training step
     calibration_samples: int = 300
     dense_form: str = "conv1x1"  # how Dense layers are converted (converters.dense_forms)
+    xnnpack_layernorm: bool = False  # LiteRT (CPU) int8: LayerNorm in XNNPACK's form (opt-in)
     seed: int = 0
 
     def __post_init__(self):
@@ -148,6 +149,9 @@ class Recipe:
         if micro and self.quantize in MICRO_REFUSES:
             raise RecipeError(f"--quantize {self.quantize} cannot run on a microcontroller target: "
                               f"{MICRO_REFUSES[self.quantize]}. Use int8 (or int16x8).")
+        if micro and self.xnnpack_layernorm:
+            raise RecipeError("xnnpack_layernorm rewrites LayerNorm for LiteRT's XNNPACK, with a "
+                              "float SQRT/DIV island a TFLite Micro target cannot run; drop it")
         if micro and self.prune_policy == "xnnpack":
             raise RecipeError("the XNNPACK pruning policy shapes sparsity for LiteRT's XNNPACK "
                               "kernels, which a TFLite Micro target does not run; drop it")

@@ -156,7 +156,8 @@ STEPS = (
     # form), before QAT (its fake-quant ranges must be those of the graph that is converted)
     Step("micro_rewrites", lambda r, micro: micro is True, _micro_rewrites),
     # a LiteRT (CPU) board's int8: LayerNorm in the form XNNPACK delegates (converters.cpu_layernorm)
-    Step("cpu_rewrites", lambda r, micro: micro is False and r.target is not None
+    # opt-in: on a trained ViT it cost agreement (0.997 -> 0.986 with the float model)
+    Step("cpu_rewrites", lambda r, micro: micro is False and r.xnnpack_layernorm
          and r.quantize == "int8", _cpu_rewrites),
     Step("qat", lambda r, micro: bool(r.qat), _qat, trains=True),
     Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"),

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
+from edgezoo.base.errors import RecipeError
 from edgezoo.converters.compress import compress
 from edgezoo.converters.cpu_layernorm import CpuLayerNormalization, layernorm_for_xnnpack
 from edgezoo.converters.recipe import Recipe
@@ -45,12 +46,17 @@ def test_rewrite_keeps_outputs_and_xnnpack_partitions_fall(vit):
     np.testing.assert_allclose(rewritten.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-3)
     stock = compress(model, Recipe(), calibration=x)  # no target: the stock int8
-    cpu = compress(model, Recipe(target="rpi4"), calibration=x)
+    cpu = compress(model, Recipe(target="rpi4", xnnpack_layernorm=True), calibration=x)
+    default = compress(model, Recipe(target="rpi4"), calibration=x)  # opt-in: not by default
+    assert "layernorm_for_xnnpack" not in default.report["recipe"]["rewrites"]
     assert cpu.report["recipe"]["rewrites"] == ["layernorm_for_xnnpack"]
     ops = read_tflite(cpu.tflite).op_types()
     assert "SQUARED_DIFFERENCE" not in ops and "RSQRT" not in ops
     assert ops["SQRT"] == ["FLOAT32"] and ops["DIV"] == ["FLOAT32"]  # the float island
     assert xnnpack_partitions(cpu.tflite) < xnnpack_partitions(stock.tflite) / 2
-    # a microcontroller target keeps the all-int8 form
+    # a microcontroller target keeps the all-int8 form: asking for the rewrite there is refused
     micro = compress(model, Recipe(target="nrf52840"), calibration=x, micro=True)
     assert "layernorm_for_xnnpack" not in micro.report["recipe"]["rewrites"]
+    with pytest.raises(RecipeError, match="xnnpack_layernorm .* TFLite Micro target cannot run"):
+        compress(model, Recipe(target="nrf52840", xnnpack_layernorm=True), calibration=x,
+                 micro=True)

@@ -74,7 +74,7 @@ def recipe_from_args(args):
              "lottery_rounds": args.lottery_rounds, "cluster": args.cluster, "distill": args.distill,
              "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
              "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None,
-             "dense_form": args.dense_form}
+             "dense_form": args.dense_form, "xnnpack_layernorm": args.xnnpack_layernorm or None}
     from edgezoo.base.errors import RecipeError
 
     try:
@@ -289,6 +289,9 @@ def build_parser():
     s.add_argument("--prune-policy", choices=["xnnpack"], help="prune for XNNPACK's sparse kernels")
     s.add_argument("--lottery-rounds", type=int, help="iterative magnitude pruning with rewinding")
     s.add_argument("--cluster", type=int, metavar="K", help="K weight clusters per channel")
+    s.add_argument("--xnnpack-layernorm", action="store_true",
+                   help="LiteRT boards, int8: LayerNorm in the form XNNPACK runs (faster; check "
+                        "the agreement it reports)")
     s.add_argument("--dense-form", choices=_dense_forms(),
                    help="how Dense layers are converted: conv1x1 (default on TFLite Micro: "
                         "bit-exact), fc_per_channel, fc_per_tensor (the smallest arena)")
