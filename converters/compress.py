@@ -24,6 +24,7 @@ class CompressedModel:
     tflite: bytes
     report: dict
     uncompressed_tflite: bytes = b""  # before LUT compression: what LiteRT (no DECODE op) can run
+    candidates: dict = dataclasses.field(default_factory=dict)  # {cpu form: bytes}: measure, choose
 
     @property
     def parsed(self):
@@ -186,7 +187,7 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
                         "rewrites": ctx.rewrites,
                         "calibration_samples": 0 if calibration is None else _count(calibration),
                         "signature": "static batch 1"}
-    return CompressedModel(ctx.model, ctx.tflite, report, ctx.uncompressed)
+    return CompressedModel(ctx.model, ctx.tflite, report, ctx.uncompressed, ctx.candidates)
 
 
 def _count(samples):

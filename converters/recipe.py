@@ -48,6 +48,8 @@ class Recipe:
     calibration_samples: int = 300
     dense_form: str = "conv1x1"  # how Dense layers are converted (converters.dense_forms)
     xnnpack_layernorm: bool = False  # LiteRT (CPU) int8: LayerNorm in XNNPACK's form (opt-in)
+    cpu_form: str = "auto"  # LiteRT boards, int8: a row of converters.cpu_forms, or measured
+    max_latency_ms: float | None = None  # LiteRT boards: measured host latency the form must meet
     seed: int = 0
 
     def __post_init__(self):
@@ -119,6 +121,17 @@ class Recipe:
         if DENSE_FORMS[self.dense_form].per_tensor and self.quantize not in ("int8", "int16x8"):
             raise RecipeError(f"dense_form {self.dense_form} sets integer weight scales; it needs "
                               f"--quantize int8 or int16x8, not {self.quantize}")
+        from edgezoo.converters.cpu_forms import CPU_FORM_CHOICES
+
+        if self.cpu_form not in CPU_FORM_CHOICES:
+            raise RecipeError(f"unknown cpu_form {self.cpu_form!r}; choose one of "
+                              f"{', '.join(CPU_FORM_CHOICES)}")
+        if self.cpu_form != "auto" and self.quantize != "int8":
+            raise RecipeError(f"cpu_form {self.cpu_form} chooses the form of an int8 model; it "
+                              f"needs --quantize int8, not {self.quantize}")
+        if self.max_latency_ms is not None and not (math.isfinite(self.max_latency_ms)
+                                                    and self.max_latency_ms > 0):
+            raise RecipeError(f"max_latency_ms must be a positive number, got {self.max_latency_ms}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise RecipeError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
                               f"{', '.join(LR_SCHEDULES)}")
@@ -152,6 +165,13 @@ class Recipe:
         if micro and self.xnnpack_layernorm:
             raise RecipeError("xnnpack_layernorm rewrites LayerNorm for LiteRT's XNNPACK, with a "
                               "float SQRT/DIV island a TFLite Micro target cannot run; drop it")
+        if micro and self.cpu_form not in ("auto", "full_int8"):
+            raise RecipeError(f"cpu_form {self.cpu_form} is a form for LiteRT (CPU) boards; a "
+                              "TFLite Micro target runs full int8: drop it")
+        if micro and self.max_latency_ms is not None:
+            raise RecipeError("max_latency_ms bounds the latency measured in LiteRT on this host; a "
+                              "microcontroller's latency is an estimate: bound it with the "
+                              "verification threshold max_estimated_ms instead")
         if micro and self.prune_policy == "xnnpack":
             raise RecipeError("the XNNPACK pruning policy shapes sparsity for LiteRT's XNNPACK "
                               "kernels, which a TFLite Micro target does not run; drop it")
@@ -193,7 +213,7 @@ def _coerce(key, value, default):
     if key == "cluster" and isinstance(value, dict):
         return dict(value)  # counts are checked by validate()
     if expected is None:  # optional fields: prune (float), cluster (int), target/distill/policy (str)
-        expected = {"prune": float, "cluster": int}.get(key, str)
+        expected = {"prune": float, "cluster": int, "max_latency_ms": float}.get(key, str)
     if isinstance(value, bool) and expected is not bool:
         raise RecipeError(f"recipe key {key!r} must be {expected.__name__}, got a boolean")
     if not isinstance(value, kinds[expected]):

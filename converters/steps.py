@@ -25,6 +25,7 @@ class StepContext:
     rewrites: list = dataclasses.field(default_factory=list)
     tflite: bytes = b""
     uncompressed: bytes = b""
+    candidates: dict = dataclasses.field(default_factory=dict)  # {cpu form: bytes} to measure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +117,32 @@ def _quantize(ctx):
 
     from edgezoo.converters.dense_forms import DENSE_FORMS
 
-    ctx.tflite = ctx.uncompressed = convert(
-        ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
-        max_calibration=ctx.recipe.calibration_samples,
-        per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor)
+    if cpu_forms_apply(ctx.recipe, ctx.micro):  # a LiteRT board's int8: its CPU forms
+        from edgezoo.converters.cpu_forms import candidate_forms, convert_forms
+
+        forms = candidate_forms(ctx.recipe.cpu_form)
+        converted = convert_forms(ctx.model, ctx.calibration, forms,
+                                  ctx.recipe.calibration_samples)
+        # until one is chosen by measurement on the board's runtime (edgezoo.cpu_form): full int8
+        ctx.tflite = ctx.uncompressed = converted.get("full_int8", converted[forms[0]])
+        if len(forms) > 1:
+            ctx.candidates = converted
+        else:
+            ctx.report["cpu_form"] = {"chosen": forms[0], "rule": "named in the recipe"}
+    else:
+        ctx.tflite = ctx.uncompressed = convert(
+            ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
+            max_calibration=ctx.recipe.calibration_samples,
+            per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor)
     ctx.report["weights"] = {"sparsity_by_layer": sparsity_by_layer(ctx.tflite),
                              "max_unique_per_channel": max_unique_per_channel(ctx.tflite)}
     ctx.report["uncompressed_tflite_bytes"] = len(ctx.tflite)
+
+
+def cpu_forms_apply(recipe, micro):
+    """int8 for a LiteRT board (or a form named for LiteRT): the rows of converters.cpu_forms."""
+    return (micro is False and recipe.quantize == "int8"
+            and (recipe.target is not None or recipe.cpu_form != "auto"))
 
 
 def _micro_compression(ctx):

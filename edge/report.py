@@ -80,7 +80,7 @@ def render_markdown(report):
         lines += ["", f"Data: {data['source']}. Agreement and accuracy are measured on the "
                       f"{data.get('evaluated_on', 'test')} split only."]
     lines += _tensor_lines(report)
-    lines += _breakdown_lines(report)
+    lines += _cpu_form_lines(report) + _breakdown_lines(report)
     lines += _recipe_lines(report)
     ops = report.get("op_types") or {}
     if ops:
@@ -91,6 +91,22 @@ def render_markdown(report):
     elif budget:
         lines += ["", f"_{budget['ram']['note']}._"]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_form_lines(report):
+    """Each int8 form measured for a LiteRT board, and which one ships and why."""
+    c = report.get("cpu_form")
+    if not c or "candidates" not in c:
+        return [] if not c else ["", f"int8 form: **{c['chosen']}** ({c['rule']})."]
+    lines = ["", "## int8 form for this CPU", "",
+             f"Ships **{c['chosen']}**: {c['rule']}; agreement on {c['chosen_on']}; "
+             f"{c['timing']}.", "", "| form | median ms [min, max] | XNNPACK partitions | "
+             ".tflite | agreement |", "|---|---|---|---|---|"]
+    for form, row in c["candidates"].items():
+        agree = f"{row['agreement']:.4f}" if "agreement" in row else "—"
+        lines.append(f"| {form} | {row['median_ms']:.3f} [{min(row['ms']):.3f}, "
+                     f"{max(row['ms']):.3f}] | {row['partitions']} | {row['bytes']:,} B | {agree} |")
+    return lines
 
 
 def _breakdown_lines(report):

@@ -90,9 +90,10 @@ def _classes(model):
 
 
 def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, teacher=None,
-                  progress=False, task=None):
-    """Compress and convert ``model`` (micro rewrites first for a TFLite Micro target).
-    Returns (CompressedModel, parsed model); nothing is run on a device here."""
+                  progress=False, task=None, thresholds=None):
+    """Compress and convert ``model`` (micro rewrites first for a TFLite Micro target; for a
+    LiteRT board's int8, the form measured fastest at agreement on ``data``'s validation split,
+    ``edgezoo.cpu_form``). Returns (CompressedModel, parsed model)."""
     from edgezoo.converters.compress import compress
     from edgezoo.converters.recipe import Recipe
     from edgezoo.converters.tflite_model import read_tflite
@@ -102,6 +103,16 @@ def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, 
                                           target=profile.name if profile else None)
     compressed = compress(model, recipe, data, calibration=samples, teacher=teacher, micro=micro,
                           progress=progress, task=task)
+    if compressed.candidates:
+        from edgezoo.cli.stages import stage
+        from edgezoo.cpu_form import choose_cpu_form
+        from edgezoo.edge.verification import DEFAULT_THRESHOLDS
+        from edgezoo.zoo.tasks import get_task
+
+        stage(f"timing the int8 forms ({', '.join(compressed.candidates)}) for {profile.name}")
+        choose_cpu_form(compressed, model, data, get_task(compressed.report["task"]),
+                        thresholds or DEFAULT_THRESHOLDS, recipe.max_latency_ms,
+                        names=model.input_names)
     parsed = read_tflite(compressed.tflite)
     compressed.report.update({"ops": parsed.op_names, "op_types": parsed.op_types()})
     return compressed, parsed
@@ -156,7 +167,7 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
         stage(f"compressing and converting ({', '.join(recipe.steps())})")
         compressed, parsed = convert_model(model, quantize, profile, None, recipe=recipe,
                                            data=dataset, teacher=teacher, progress=progress,
-                                           task=task)
+                                           task=task, thresholds=thresholds)
         report = compressed.report
         report["model"] = Path(str(source)).name if Path(str(source)).suffix else str(source)
         report["input_contract"] = None if contract is None else contract.as_dict()
@@ -178,7 +189,8 @@ def convert_pipeline(source, out_dir, quantize="int8", target=None, calib=None, 
                               inputs=f"{dataset.name} test split ({len(test)} samples)")
             agreement = report["agreement"]["value"]
             if (report["task"] == "classification" and len(model.inputs) == 1
-                    and agreement < report["thresholds"]["top1_agreement"] and quantize == "int8"):
+                    and agreement < report["thresholds"]["top1_agreement"] and quantize == "int8"
+                    and report.get("cpu_form", {}).get("chosen", "full_int8") == "full_int8"):
                 from edgezoo.converters.debugger import quantization_error_summary
 
                 stage("agreement below the threshold: per-layer quantization error")

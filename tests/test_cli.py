@@ -201,11 +201,13 @@ def test_parser_choices_match_the_tables_and_import_no_tensorflow():
     import subprocess
     import sys
 
-    from edgezoo.cli.main import DENSE_FORM_NAMES, TASK_NAMES
+    from edgezoo.cli.main import CPU_FORM_NAMES, DENSE_FORM_NAMES, TASK_NAMES
+    from edgezoo.converters.cpu_forms import CPU_FORM_CHOICES
     from edgezoo.converters.dense_forms import DENSE_FORMS
     from edgezoo.zoo.tasks import TASKS
 
     assert set(TASK_NAMES) == set(TASKS) and set(DENSE_FORM_NAMES) == set(DENSE_FORMS)
+    assert CPU_FORM_NAMES == CPU_FORM_CHOICES
     out = subprocess.run([sys.executable, "-c", "import sys; from edgezoo.cli import build_parser; "
                           "build_parser(); print('tensorflow' in sys.modules)"],
                          capture_output=True, text=True, check=True).stdout

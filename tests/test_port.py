@@ -300,11 +300,24 @@ def test_ported_checkpoint_converts_for_rpi4(trained_checkpoint, tmp_path, capsy
     code, _, err = _main(capsys, "port", trained_checkpoint, "--out", tmp_path / "vit.keras")
     assert code == 0, err
     code, stdout, err = _main(capsys, "convert", tmp_path / "vit.keras", "--target", "rpi4",
-                              "--calib", "digits", "--out", tmp_path / "rpi4")
+                              "--cpu-form", "full_int8", "--calib", "digits",
+                              "--out", tmp_path / "rpi4")
     report = json.loads((tmp_path / "rpi4" / "report.json").read_text())
     assert code == 0 and report["passed"], stdout + err
+    assert report["cpu_form"]["chosen"] == "full_int8"
     assert report["checks"]["default_vs_reference_top1"]["value"] >= 0.99
     assert report["runtimes"]["default_vs_reference_max_lsb"] > 0
     _check_agreement(report)
     assert report["checks"]["agreement_top1"]["passed"] and report["fits"] is True
     assert report["input_contract"]["origin"].startswith("recorded in vit.keras")
+    # by default the form is measured: on this trained ViT the dynamic-range form agrees on the
+    # validation split and stays in the float graph's XNNPACK partitions; the test split judges it
+    code, stdout, err = _main(capsys, "convert", tmp_path / "vit.keras", "--target", "rpi4",
+                              "--calib", "digits", "--out", tmp_path / "auto")
+    report = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert code == 0 and report["passed"], stdout + err
+    rows = report["cpu_form"]["candidates"]
+    assert rows["dynamic_int8"]["agreement"] >= 0.99 and rows["full_int8"]["partitions"] > 3
+    assert rows["dynamic_int8"]["partitions"] <= rows["float"]["partitions"] <= 3
+    assert report["cpu_form"]["chosen"] in rows and report["agreement"]["value"] >= 0.98
+    assert "## int8 form for this CPU" in (tmp_path / "auto" / "report.md").read_text()

@@ -74,7 +74,8 @@ def recipe_from_args(args):
              "lottery_rounds": args.lottery_rounds, "cluster": args.cluster, "distill": args.distill,
              "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
              "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None,
-             "dense_form": args.dense_form, "xnnpack_layernorm": args.xnnpack_layernorm or None}
+             "dense_form": args.dense_form, "xnnpack_layernorm": args.xnnpack_layernorm or None,
+             "cpu_form": args.cpu_form, "max_latency_ms": args.max_latency_ms}
     from edgezoo.base.errors import RecipeError
 
     try:
@@ -114,6 +115,7 @@ def print_verdict(report):
 # (tests/test_cli.py holds them equal to edgezoo.zoo.tasks.TASKS and DENSE_FORMS).
 TASK_NAMES = ("classification", "detection", "detection_sigmoid", "causal_lm", "encoder")
 DENSE_FORM_NAMES = ("conv1x1", "fc_per_channel", "fc_per_tensor")
+CPU_FORM_NAMES = ("auto", "dynamic_int8", "full_int8", "float")
 
 
 def _dense_forms():
@@ -295,6 +297,11 @@ def build_parser():
     s.add_argument("--dense-form", choices=_dense_forms(),
                    help="how Dense layers are converted: conv1x1 (default on TFLite Micro: "
                         "bit-exact), fc_per_channel, fc_per_tensor (the smallest arena)")
+    s.add_argument("--cpu-form", choices=list(CPU_FORM_NAMES),
+                   help="LiteRT boards, int8: auto (default: the fastest form that agrees, "
+                        "measured), dynamic_int8, full_int8 or float")
+    s.add_argument("--max-latency-ms", type=float, metavar="MS",
+                   help="LiteRT boards: the measured host latency the shipped form must meet")
     s.add_argument("--qat", action="store_true", help="quantization-aware training")
     s.add_argument("--distill", metavar="TEACHER",
                    help="distil from TEACHER: 'self' (the float model), a model name or file")
