@@ -142,7 +142,7 @@ def _quantize(ctx):
 def cpu_forms_apply(recipe, micro):
     """int8 for a LiteRT board (or a form named for LiteRT): the rows of converters.cpu_forms."""
     return (micro is False and recipe.quantize == "int8"
-            and (recipe.target is not None or recipe.cpu_form != "auto"))
+            and (bool(recipe.target) or recipe.cpu_form != "auto"))
 
 
 def _micro_compression(ctx):
