@@ -116,7 +116,10 @@ class CrossShapedWindowAttention(keras.layers.Layer):
     def call(self, qkv, training=None):
         h, w = qkv.shape[1:3]
         branches = self.branches
-        parts = tf.split(qkv, 3 * len(branches), axis=-1)  # q parts, k parts, v parts
+        # q parts, k parts, v parts, as channel slices: XNNPACK runs no SPLIT of more than 4
+        # outputs (two branches make 6), and a slice is the same copy in every runtime
+        width = qkv.shape[-1] // (3 * len(branches))
+        parts = [qkv[..., i * width:(i + 1) * width] for i in range(3 * len(branches))]
         outs = []
         for i, (_, heads, window) in enumerate(branches):
             q, k, v = parts[i], parts[len(branches) + i], parts[2 * len(branches) + i]
