@@ -1,8 +1,8 @@
 """Benchmark: float against int8 on a CPU in LiteRT (XNNPACK, one thread, batch 1).
 
 For every zoo micro variant (and, with --paper, vit_ti16 and resnest50): the float .tflite,
-the stock full-int8 conversion and the form edgezoo ships for rpi4, each with its XNNPACK partition count and median invoke time over three interleaved
-rounds in this one process, the interpreter built without preserving tensors. Host
+the stock full-int8 conversion and the form edgezoo ships for rpi4, each with its XNNPACK
+partition count and median invoke time over three interleaved rounds in this one process, the interpreter built without preserving tensors. Host
 figures (the CPU is named in the table), not a Raspberry Pi 4. Untrained weights: latency
 does not depend on their values (no sparsity here).
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-import edgezoo  # noqa: F401  (Keras 2 mode before TensorFlow loads)
+from edgezoo.cpu_form import measure_latency  # (Keras 2 mode before TensorFlow loads)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from report import RESULTS as RESULTS_DIR, write_section  # noqa: E402
@@ -36,14 +36,16 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
+SHIPPED = "rpi4 form"
+
+
 def forms(name):
     """({form: .tflite bytes}, shipped form's name): float, stock int8 and the form edgezoo ships
     for rpi4 (``edgezoo.cpu_form``: every int8 form timed, the fastest kept; untrained weights,
-    so chosen on latency alone)."""
+    so chosen on latency alone). Float and stock int8 are the chooser's own candidates."""
     import tf_keras as keras
 
     from edgezoo.converters.compress import compress
-    from edgezoo.converters.quantize import convert
     from edgezoo.converters.recipe import Recipe
     from edgezoo.cpu_form import choose_cpu_form
     from edgezoo.edge.verification import DEFAULT_THRESHOLDS
@@ -55,25 +57,11 @@ def forms(name):
     calibration = np.random.default_rng(0).uniform(0, 1, (32, *model.input_shape[1:]))
     calibration = calibration.astype(np.float32)
     shipped = compress(model, Recipe(target="rpi4"), calibration=calibration)
+    candidates = dict(shipped.candidates)
     chosen = choose_cpu_form(shipped, model, None, get_task(shipped.report["task"]),
                              DEFAULT_THRESHOLDS)
-    return {"float": convert(model, "none"), "int8 (stock)": convert(model, "int8", calibration),
+    return {"float": candidates["float"], "int8 (stock)": candidates["full_int8"],
             SHIPPED: shipped.tflite}, chosen
-
-
-SHIPPED = "rpi4 form"
-
-
-def measure(tflites, runs, rounds=3):
-    """{form: {"ms": [median per round], "partitions": n}}, rounds interleaved across forms."""
-    from edgezoo.edge.op_latency import median_invoke_ms, seeded_interpreter, xnnpack_partitions
-
-    interpreters = {form: seeded_interpreter(data) for form, data in tflites.items()}
-    out = {form: {"ms": [], "partitions": xnnpack_partitions(data)} for form, data in tflites.items()}
-    for _ in range(rounds):
-        for form, interpreter in interpreters.items():
-            out[form]["ms"].append(median_invoke_ms(interpreter, runs))
-    return out
 
 
 def table(results, cpu):
@@ -118,7 +106,7 @@ def main(argv=None):
         print(f"{name}: converting and timing", file=sys.stderr)
         runs = args.runs if name not in PAPER else max(20, args.runs // 10)
         tflites, shipped = forms(name)
-        results["models"][name] = {**measure(tflites, runs), "shipped_form": shipped}
+        results["models"][name] = {**measure_latency(tflites, runs=runs), "shipped_form": shipped}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_section("cpu-latency", "## int8 against float on a CPU (LiteRT, XNNPACK)\n\n"
                   + table(results, results["cpu"]))

@@ -113,7 +113,7 @@ def _qat(ctx):
 
 def _quantize(ctx):
     from edgezoo.converters.quantize import convert
-    from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
+    from edgezoo.converters.tflite_weights import weights_report
 
     from edgezoo.converters.dense_forms import DENSE_FORMS
 
@@ -134,8 +134,7 @@ def _quantize(ctx):
             ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
             max_calibration=ctx.recipe.calibration_samples,
             per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor)
-    ctx.report["weights"] = {"sparsity_by_layer": sparsity_by_layer(ctx.tflite),
-                             "max_unique_per_channel": max_unique_per_channel(ctx.tflite)}
+    ctx.report["weights"] = weights_report(ctx.tflite)
     ctx.report["uncompressed_tflite_bytes"] = len(ctx.tflite)
 
 

@@ -88,6 +88,12 @@ def _offset_bytes(data, buffer):
     return bytes(data[offset : offset + size]) if offset > 1 and size else b""
 
 
+def weights_report(data):
+    """What the report says of a .tflite's weights: sparsity per layer, distinct values per channel."""
+    return {"sparsity_by_layer": sparsity_by_layer(data),
+            "max_unique_per_channel": max_unique_per_channel(data)}
+
+
 def sparsity_by_layer(data):
     """{layer: share of zero weights} over the conv / fully-connected weights of ``data``."""
     table = {}

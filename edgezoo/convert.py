@@ -109,7 +109,8 @@ def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, 
         from edgezoo.edge.verification import DEFAULT_THRESHOLDS
         from edgezoo.zoo.tasks import get_task
 
-        stage(f"timing the int8 forms ({', '.join(compressed.candidates)}) for {profile.name if profile else 'LiteRT'}")
+        board = profile.name if profile else "LiteRT"
+        stage(f"timing the int8 forms ({', '.join(compressed.candidates)}) for {board}")
         choose_cpu_form(compressed, model, data, get_task(compressed.report["task"]),
                         thresholds or DEFAULT_THRESHOLDS, recipe.max_latency_ms,
                         names=model.input_names)

@@ -18,21 +18,22 @@ MIN_RUNS, MAX_RUNS = 20, 200
 MAX_VALIDATION = 512
 
 
-def measure_latency(candidates, rounds=ROUNDS):
-    """{form: {"ms": [median per round], "median_ms", "partitions", "bytes"}}, rounds interleaved."""
+def measure_latency(candidates, rounds=ROUNDS, runs=None):
+    """{form: {"ms": [median per round], "median_ms", "partitions", "bytes"}}, rounds interleaved;
+    ``runs`` invokes per round (default: about TIME_PER_ROUND_S of them, within MIN/MAX_RUNS)."""
     from edgezoo.edge.latency import median_ms
     from edgezoo.edge.op_latency import median_invoke_ms, seeded_interpreter, xnnpack_partitions
 
     interpreters = {form: seeded_interpreter(data) for form, data in candidates.items()}
-    runs = {}
+    counts = {}
     for form, interpreter in interpreters.items():
         one = median_ms(interpreter.invoke, runs=3, warmup=2) / 1000.0
-        runs[form] = int(np.clip(TIME_PER_ROUND_S / max(one, 1e-6), MIN_RUNS, MAX_RUNS))
+        counts[form] = runs or int(np.clip(TIME_PER_ROUND_S / max(one, 1e-6), MIN_RUNS, MAX_RUNS))
     out = {form: {"ms": [], "partitions": xnnpack_partitions(data), "bytes": len(data),
-                  "runs_per_round": runs[form]} for form, data in candidates.items()}
+                  "runs_per_round": counts[form]} for form, data in candidates.items()}
     for _ in range(rounds):
         for form, interpreter in interpreters.items():
-            out[form]["ms"].append(median_invoke_ms(interpreter, runs[form]))
+            out[form]["ms"].append(median_invoke_ms(interpreter, counts[form]))
     for row in out.values():
         row["median_ms"] = float(np.median(row["ms"]))
     return out
@@ -89,7 +90,7 @@ def choose(latency, agreement, thresholds, max_latency_ms=None):
 def choose_cpu_form(compressed, model, data, task, thresholds, max_latency_ms=None, names=None):
     """Measure ``compressed.candidates`` and ship the chosen one: replaces the bytes and adds
     ``report["cpu_form"]`` (every form's latency, partitions, bytes and agreement)."""
-    from edgezoo.converters.tflite_weights import max_unique_per_channel, sparsity_by_layer
+    from edgezoo.converters.tflite_weights import weights_report
     from edgezoo.zoo.data.arrays import num_samples, take
 
     candidates = compressed.candidates
@@ -114,7 +115,6 @@ def choose_cpu_form(compressed, model, data, task, thresholds, max_latency_ms=No
                                     f"batch 1, {ROUNDS} interleaved rounds",
                           "candidates": rows}
     report["tflite_bytes"] = report["uncompressed_tflite_bytes"] = len(compressed.tflite)
-    report["weights"] = {"sparsity_by_layer": sparsity_by_layer(compressed.tflite),
-                         "max_unique_per_channel": max_unique_per_channel(compressed.tflite)}
+    report["weights"] = weights_report(compressed.tflite)
     compressed.candidates = {}
     return chosen
