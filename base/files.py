@@ -46,7 +46,7 @@ def _no_constant(name):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def read_json(path, what, error):
+def read_json(path, what, error, max_bytes=None):
     """A small UTF-8 JSON file, or ``error`` naming what is wrong with it (missing, a folder,
     too big, not UTF-8, not JSON, NaN or Infinity, which JSON does not have)."""
     path = Path(path)
@@ -55,9 +55,10 @@ def read_json(path, what, error):
     if not path.is_file():
         raise error(f"{what} {path} is not a file")
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise error(f"{what} {path} is over {MAX_JSON_BYTES // 2**20} MiB; it should be a "
-                        "few lines of JSON")
+        limit = max_bytes or MAX_JSON_BYTES
+        if path.stat().st_size > limit:
+            raise error(f"{what} {path} is over {limit // 2**20} MiB"
+                        + ("; it should be a few lines of JSON" if max_bytes is None else ""))
         text = path.read_bytes().decode("utf-8")
         return json.loads(text, parse_constant=_no_constant)
     except OSError as exc:

@@ -33,6 +33,10 @@ RECIPES = {
     BEST: {},
     f"{BEST}, seed 1": {"seed": 1},  # the same recipe from other seeds: how much the margin moves
     f"{BEST}, seed 2": {"seed": 2},
+    # the same recipe with activation ranges chosen by percentile (converters/ptq_ranges.py)
+    f"{BEST} + percentile ranges": {"ranges": "percentile"},
+    f"{BEST} + percentile ranges, seed 1": {"ranges": "percentile", "seed": 1},
+    f"{BEST} + percentile ranges, seed 2": {"ranges": "percentile", "seed": 2},
 }
 
 

@@ -25,6 +25,7 @@ class CompressedModel:
     report: dict
     uncompressed_tflite: bytes = b""  # before LUT compression: what LiteRT (no DECODE op) can run
     candidates: dict = dataclasses.field(default_factory=dict)  # {cpu form: bytes}: measure, choose
+    dense_candidates: dict = dataclasses.field(default_factory=dict)  # {per_channel, per_tensor}
 
     @property
     def parsed(self):
@@ -187,7 +188,8 @@ def compress(model, recipe=None, data=None, *, calibration=None, teacher=None, m
                         "rewrites": ctx.rewrites,
                         "calibration_samples": 0 if calibration is None else _count(calibration),
                         "signature": "static batch 1"}
-    return CompressedModel(ctx.model, ctx.tflite, report, ctx.uncompressed, ctx.candidates)
+    return CompressedModel(ctx.model, ctx.tflite, report, ctx.uncompressed, ctx.candidates,
+                           ctx.dense_candidates)
 
 
 def _count(samples):

@@ -39,11 +39,15 @@ def candidate_forms(cpu_form):
     return list(CPU_FORMS) if cpu_form == "auto" else [cpu_form]
 
 
-def convert_forms(model, calibration, forms, max_calibration=300):
-    """{form: .tflite bytes} of ``model`` in each of ``forms``."""
+def convert_forms(model, calibration, forms, max_calibration=300, ranges="minmax", info=None):
+    """{form: .tflite bytes} of ``model`` in each of ``forms`` (``ranges``: the full-int8
+    form's activation ranges, ``converters.ptq_ranges``)."""
     from edgezoo.converters.quantize import convert
 
+    full = CPU_FORMS["full_int8"].quantize
     return {name: convert(model, CPU_FORMS[name].quantize,
-                          calibration if CPU_FORMS[name].quantize == "int8" else None,
-                          max_calibration=max_calibration)
+                          calibration if CPU_FORMS[name].quantize == full else None,
+                          max_calibration=max_calibration,
+                          ranges=ranges if CPU_FORMS[name].quantize == full else "minmax",
+                          info=info)
             for name in forms}

@@ -15,6 +15,7 @@ class DenseForm:
     conv1x1: bool  # rewrite Dense to PointwiseDense (1x1 CONV_2D) on a TFLite Micro target
     per_tensor: bool  # per-tensor weight scales for Dense (the converter's dense-layer switch)
     why: str
+    per_layer: bool = False  # converted both ways; each layer's form chosen (edgezoo.dense_choice)
 
 
 DENSE_FORMS = {f.name: f for f in (
@@ -28,5 +29,9 @@ DENSE_FORMS = {f.name: f for f in (
     DenseForm("fc_per_tensor", False, True,
               "FULLY_CONNECTED with one weight scale a layer: no per-channel arrays in the "
               "arena (the smallest RAM), coarser weights"),
+    DenseForm("fc_per_layer", False, False,
+              "FULLY_CONNECTED, each layer per-tensor where the agreement gate allows (measured "
+              "in TFLite Micro on the validation split), per-channel where it does not",
+              per_layer=True),
 )}
 DEFAULT_DENSE_FORM = "conv1x1"

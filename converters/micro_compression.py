@@ -63,7 +63,7 @@ def _lut_plan(values, channel_axis):
     return bits, unique, encoded, len(rows) * unique * values.dtype.itemsize
 
 
-def compress_tflite(tflite_bytes, *, max_unique=None):
+def compress_tflite(tflite_bytes, *, max_unique=None, leave=None):
     """LUT-compress every conv / fully-connected weight with at most ``max_unique`` values per channel.
 
     ``max_unique`` (default 16, 4-bit indices; at most 128) bounds the distinct
@@ -73,7 +73,8 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
     compressed weight (layer, op, channel axis, bits, bytes before and after),
     ``info["skipped"]`` the weights left as they were and why, and
     ``info["decompression_bytes"]`` the decoded bytes alive at once (see the
-    module docstring). The same input gives the same output bytes.
+    module docstring). ``leave``: {tensor name: reason} of weights to store uncompressed
+    (listed among the skipped with that reason). The same input gives the same output bytes.
     """
     limit = DEFAULT_MAX_UNIQUE if max_unique is None else max_unique
     integer = isinstance(limit, (int, np.integer)) and not isinstance(limit, bool)
@@ -101,6 +102,9 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
         entry = {"tensor": tensor.name, "layer": layers.get(position, "?"), "op": op.opcode_name,
                  "shape": [int(s) for s in tensor.shape], "original_bytes": len(tensor.buffer)}
         type_name = _type_name(tensor.dtype)
+        if leave and tensor.name in leave:
+            skipped.append({**entry, "reason": leave[tensor.name]})
+            continue
         if type_name not in COMPRESSIBLE_TYPES:
             skipped.append({**entry, "reason": f"{type_name} weights are not LUT-compressed "
                                                "(quantize to int8 first)"})
@@ -128,7 +132,10 @@ def compress_tflite(tflite_bytes, *, max_unique=None):
         specs.append(spec.Tensor(subgraph=0, tensor=index, compression=[
             spec.LookUpTableCompression(bits, spec.PerChannel(axis=axis))]))
         chosen.append({**entry, "axis": axis, "bits": bits, "unique": int(unique),
-                       "encoded_bytes": encoded, "table_bytes": table})
+                       "encoded_bytes": encoded, "table_bytes": table,
+                       # the trade: flash saved, and the int8 weights DECODE rebuilds in the arena
+                       "flash_saved_bytes": entry["original_bytes"] - encoded - table - DCM_BYTES,
+                       "decoded_bytes": entry["original_bytes"]})
     if not specs:
         raise RecipeError(
             f"no int8 weight tensor would shrink under LUT compression with at most {limit} "

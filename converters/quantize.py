@@ -161,12 +161,29 @@ def check_ranges(model, samples, probe=32):
 
 
 def convert(model, quantize="int8", calibration=None, *, micro=False, max_calibration=300,
-            per_tensor_dense=False):
-    """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes)."""
+            per_tensor_dense=False, ranges="minmax", info=None):
+    """Convert ``model`` to TFLite bytes (see ``make_converter`` for the modes). ``ranges``:
+    how int8 activation ranges are chosen (``converters.ptq_ranges``; what was chosen goes
+    into the ``info`` dict when one is given)."""
     if quantize in ("int8", "int16x8"):
         check_ranges(model, calibration)
     from edgezoo.converters.io_order import keras_io_order
 
-    converter = make_converter(model, quantize, calibration, micro=micro,
-                               max_calibration=max_calibration, per_tensor_dense=per_tensor_dense)
-    return keras_io_order(bytes(converter.convert()), input_names(model), len(model.outputs))
+    if ranges != "minmax":
+        from edgezoo.converters.ptq_ranges import convert_with_ranges
+
+        if quantize != "int8":
+            raise UnsupportedQuantizationError(f"ranges {ranges} chooses full-int8 activation "
+                                               f"ranges; --quantize {quantize} has none")
+        check_quantization(quantize, micro)
+        data, chosen = convert_with_ranges(model, calibration, ranges,
+                                           max_calibration=max_calibration,
+                                           per_tensor_dense=per_tensor_dense)
+        if info is not None:
+            info.update(chosen)
+    else:
+        converter = make_converter(model, quantize, calibration, micro=micro,
+                                   max_calibration=max_calibration,
+                                   per_tensor_dense=per_tensor_dense)
+        data = bytes(converter.convert())
+    return keras_io_order(data, input_names(model), len(model.outputs))

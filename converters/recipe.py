@@ -50,6 +50,9 @@ class Recipe:
     xnnpack_layernorm: bool = False  # LiteRT (CPU) int8: LayerNorm in XNNPACK's form (opt-in)
     cpu_form: str = "auto"  # LiteRT boards, int8: a row of converters.cpu_forms, or measured
     max_latency_ms: float | None = None  # LiteRT boards: measured host latency the form must meet
+    ranges: str = "minmax"  # int8 activation ranges: a row of converters.ptq_ranges.RANGE_METHODS
+    adaround: bool = False  # weights rounded by per-layer optimisation (converters.ptq_weights)
+    bias_correction: bool = False  # biases corrected for the weights' rounding (ptq_weights)
     seed: int = 0
 
     def __post_init__(self):
@@ -121,6 +124,15 @@ class Recipe:
         if DENSE_FORMS[self.dense_form].per_tensor and self.quantize not in ("int8", "int16x8"):
             raise RecipeError(f"dense_form {self.dense_form} sets integer weight scales; it needs "
                               f"--quantize int8 or int16x8, not {self.quantize}")
+        if DENSE_FORMS[self.dense_form].per_layer and self.quantize != "int8":
+            raise RecipeError(f"dense_form {self.dense_form} chooses between int8 weight scales; "
+                              f"it needs --quantize int8, not {self.quantize}")
+        if DENSE_FORMS[self.dense_form].per_layer and self.cluster is not None \
+                and self.micro_compression:
+            raise RecipeError(f"dense_form {self.dense_form} chooses each layer's form after "
+                              "conversion, but LUT compression encodes the weights before that: "
+                              "use fc_per_channel or fc_per_tensor with clustering, or set "
+                              "micro_compression to false")
         from edgezoo.converters.cpu_forms import CPU_FORM_CHOICES
 
         if self.cpu_form not in CPU_FORM_CHOICES:
@@ -129,6 +141,7 @@ class Recipe:
         if self.cpu_form != "auto" and self.quantize != "int8":
             raise RecipeError(f"cpu_form {self.cpu_form} chooses the form of an int8 model; it "
                               f"needs --quantize int8, not {self.quantize}")
+        self._validate_ptq()
         if self.max_latency_ms is not None and not (math.isfinite(self.max_latency_ms)
                                                     and self.max_latency_ms > 0):
             raise RecipeError(f"max_latency_ms must be a positive number, got {self.max_latency_ms}")
@@ -157,6 +170,29 @@ class Recipe:
             if value is not None and not math.isfinite(value):
                 raise RecipeError(f"{name} must be a finite number, got {value}")
 
+    def _validate_ptq(self):
+        """The post-training options: int8 with calibration data, and no step that sets the
+        weights or ranges itself."""
+        from edgezoo.converters.ptq_ranges import RANGE_METHODS
+
+        if self.ranges not in RANGE_METHODS:
+            raise RecipeError(f"unknown ranges {self.ranges!r}; choose one of "
+                              f"{', '.join(RANGE_METHODS)}")
+        chosen = [name for name, on in (("ranges " + self.ranges, self.ranges != "minmax"),
+                                        ("adaround", self.adaround),
+                                        ("bias_correction", self.bias_correction)) if on]
+        if chosen and self.quantize != "int8":
+            raise RecipeError(f"{', '.join(chosen)} work on calibration data for full-int8 "
+                              f"conversion; --quantize {self.quantize} takes no calibration data: "
+                              "use --quantize int8 or drop them")
+        if chosen and self.qat:
+            raise RecipeError(f"quantization-aware training learns the int8 ranges and weights "
+                              f"itself; {', '.join(chosen)} would overwrite what it learned: "
+                              "choose one")
+        if self.adaround and self.cluster is not None:
+            raise RecipeError("adaround re-rounds every weight, so clustered weights would lose "
+                              "their K shared values (and their LUT compression): drop one")
+
     def check_target(self, micro):
         """Steps a target cannot use: float16/dynamic on a microcontroller, XNNPACK policy there."""
         if micro and self.quantize in MICRO_REFUSES:
@@ -172,6 +208,11 @@ class Recipe:
             raise RecipeError("max_latency_ms bounds the latency measured in LiteRT on this host; a "
                               "microcontroller's latency is an estimate: bound it with the "
                               "verification threshold max_estimated_ms instead")
+        from edgezoo.converters.dense_forms import DENSE_FORMS
+
+        if DENSE_FORMS[self.dense_form].per_layer and not micro:
+            raise RecipeError(f"dense_form {self.dense_form} chooses each layer's form by TFLite "
+                              "Micro's arena; it needs a microcontroller --target")
         if micro and self.prune_policy == "xnnpack":
             raise RecipeError("the XNNPACK pruning policy shapes sparsity for LiteRT's XNNPACK "
                               "kernels, which a TFLite Micro target does not run; drop it")

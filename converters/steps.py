@@ -26,6 +26,7 @@ class StepContext:
     tflite: bytes = b""
     uncompressed: bytes = b""
     candidates: dict = dataclasses.field(default_factory=dict)  # {cpu form: bytes} to measure
+    dense_candidates: dict = dataclasses.field(default_factory=dict)  # per-layer Dense forms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,18 +112,30 @@ def _qat(ctx):
     ctx.report["steps"]["qat"] = {"preserve": preserve, "epochs": r.finetune_epochs}
 
 
+def _ptq_weights(ctx):
+    from edgezoo.converters.dense_forms import DENSE_FORMS
+    from edgezoo.converters.ptq_weights import round_weights
+
+    r = ctx.recipe
+    ctx.model, ctx.report["steps"]["ptq_weights"] = round_weights(
+        ctx.model, ctx.calibration, adaptive=r.adaround, bias_correction=r.bias_correction,
+        per_tensor_dense=DENSE_FORMS[r.dense_form].per_tensor, limit=r.calibration_samples,
+        seed=r.seed)
+
+
 def _quantize(ctx):
     from edgezoo.converters.quantize import convert
     from edgezoo.converters.tflite_weights import weights_report
 
     from edgezoo.converters.dense_forms import DENSE_FORMS
 
+    ranges = {}
     if cpu_forms_apply(ctx.recipe, ctx.micro):  # a LiteRT board's int8: its CPU forms
         from edgezoo.converters.cpu_forms import candidate_forms, convert_forms
 
         forms = candidate_forms(ctx.recipe.cpu_form)
         converted = convert_forms(ctx.model, ctx.calibration, forms,
-                                  ctx.recipe.calibration_samples)
+                                  ctx.recipe.calibration_samples, ctx.recipe.ranges, ranges)
         # until one is chosen by measurement on the board's runtime (edgezoo.cpu_form): full int8
         ctx.tflite = ctx.uncompressed = converted.get("full_int8", converted[forms[0]])
         if len(forms) > 1:
@@ -130,10 +143,20 @@ def _quantize(ctx):
         else:
             ctx.report["cpu_form"] = {"chosen": forms[0], "rule": "named in the recipe"}
     else:
+        if DENSE_FORMS[ctx.recipe.dense_form].per_layer and ctx.micro:  # chosen on the board
+            ctx.dense_candidates = {"per_tensor": convert(
+                ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
+                max_calibration=ctx.recipe.calibration_samples, per_tensor_dense=True,
+                ranges=ctx.recipe.ranges)}
         ctx.tflite = ctx.uncompressed = convert(
             ctx.model, ctx.recipe.quantize, ctx.calibration, micro=ctx.micro,
             max_calibration=ctx.recipe.calibration_samples,
-            per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor)
+            per_tensor_dense=DENSE_FORMS[ctx.recipe.dense_form].per_tensor,
+            ranges=ctx.recipe.ranges, info=ranges)
+    if ctx.dense_candidates:
+        ctx.dense_candidates["per_channel"] = ctx.tflite
+    if ranges:
+        ctx.report["steps"]["ranges"] = ranges
     ctx.report["weights"] = weights_report(ctx.tflite)
     ctx.report["uncompressed_tflite_bytes"] = len(ctx.tflite)
 
@@ -179,7 +202,12 @@ STEPS = (
     Step("cpu_rewrites", lambda r, micro: micro is False and r.xnnpack_layernorm
          and r.quantize == "int8", _cpu_rewrites),
     Step("qat", lambda r, micro: bool(r.qat), _qat, trains=True),
-    Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"),
+    # post-training weight surgery: on the graph that is converted, after every training step
+    Step("ptq_weights", lambda r, micro: r.adaround or r.bias_correction, _ptq_weights,
+         label=lambda r: "+".join(n for n, on in (("adaround", r.adaround),
+                                                  ("bias_correction", r.bias_correction)) if on)),
+    Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"
+         + (f" ({r.ranges} ranges)" if r.ranges != "minmax" else "")),
     Step("micro_compression", lambda r, micro: micro is not False and _lut_compresses(r),
          _micro_compression),
 )

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from edgezoo.converters.flatbuffer_io import AlignedBufferT, pack_model, read_model_t  # noqa: F401
 from edgezoo.converters.tflite_model import OP_NAMES, TYPE_NAMES, quantize_input
 from edgezoo.edge.runners.base import InputError
 from edgezoo.edge.runners.micro import CHILD, child_env, read_progress, watch_child
@@ -62,38 +63,6 @@ def tolerance(op):
 
 
 # ---------------------------------------------------------------------------- model surgery
-
-def read_model_t(model_bytes):
-    """The flatbuffer's object API model (``schema.ModelT``)."""
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(model_bytes), 0))
-
-
-class _AlignedBufferT(schema.BufferT):
-    """A buffer whose data starts 16-byte aligned, as the TFLite converter writes them."""
-
-    def Pack(self, builder):
-        data = None
-        if self.data is not None:
-            payload = np.asarray(self.data, np.uint8).tobytes()
-            builder.StartVector(1, len(payload), 16)
-            builder.head = builder.head - len(payload)
-            builder.Bytes[builder.head : builder.head + len(payload)] = payload
-            builder.vectorNumElems = len(payload)
-            data = builder.EndVector()
-        schema.BufferStart(builder)
-        if data is not None:
-            schema.BufferAddData(builder, data)
-        return schema.BufferEnd(builder)
-
-
-def pack_model(model_t):
-    """Bytes of a ``schema.ModelT``."""
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
 
 def _has_data(model_t, tensor):
     if tensor.buffer <= 0 or tensor.buffer >= len(model_t.buffers or []):
@@ -141,7 +110,7 @@ def extract_ops(model_t, op_indices, inputs=None, outputs=None):
             src = model_t.buffers[t.buffer]
             if getattr(src, "offset", 0):
                 raise ValueError("buffers stored outside the flatbuffer (offset) are not supported")
-            buf = _AlignedBufferT()
+            buf = AlignedBufferT()
             buf.data = src.data
             buffers.append(buf)
             t.buffer = len(buffers) - 1

@@ -103,6 +103,22 @@ def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, 
                                           target=profile.name if profile else None)
     compressed = compress(model, recipe, data, calibration=samples, teacher=teacher, micro=micro,
                           progress=progress, task=task)
+    if compressed.dense_candidates:
+        from edgezoo.cli.stages import stage
+        from edgezoo.dense_choice import choose_dense_layers
+        from edgezoo.edge.verification import DEFAULT_THRESHOLDS
+        from edgezoo.zoo.tasks import get_task
+
+        stage("choosing each Dense layer's form in TFLite Micro on the validation split")
+        choose_dense_layers(compressed, model, data, get_task(compressed.report["task"]),
+                            thresholds or DEFAULT_THRESHOLDS, names=model.input_names)
+    if micro and "micro_compression" in compressed.report["steps"]:
+        from edgezoo.cli.stages import stage
+        from edgezoo.lut_fit import fit_lut_to_board
+
+        stage(f"measuring the LUT-compressed arena against {profile.name}'s RAM")
+        fit_lut_to_board(compressed, profile)
+        compressed.report["tflite_bytes"] = len(compressed.tflite)
     if compressed.candidates:
         from edgezoo.cli.stages import stage
         from edgezoo.cpu_form import choose_cpu_form

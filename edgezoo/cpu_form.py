@@ -116,5 +116,8 @@ def choose_cpu_form(compressed, model, data, task, thresholds, max_latency_ms=No
                           "candidates": rows}
     report["tflite_bytes"] = report["uncompressed_tflite_bytes"] = len(compressed.tflite)
     report["weights"] = weights_report(compressed.tflite)
+    from edgezoo.converters.cpu_forms import CPU_FORMS
+
+    report["quantize_shipped"] = CPU_FORMS[chosen].quantize  # "quantize" is what was asked for
     compressed.candidates = {}
     return chosen

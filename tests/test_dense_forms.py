@@ -70,3 +70,101 @@ def test_dense_form_is_checked_before_any_work():
         Recipe(dense_form="fc").validate()
     with pytest.raises(RecipeError, match="needs --quantize int8 or int16x8, not float16"):
         Recipe(dense_form="fc_per_tensor", quantize="float16").validate()
+
+
+def test_spliced_models_compute_what_their_parts_compute(ad):
+    """Every layer taken from the per-tensor conversion gives the per-tensor model's outputs,
+    none gives the per-channel model's, bit for bit in TFLite Micro."""
+    from edgezoo.converters.dense_splice import fully_connected_layers, splice_dense
+    from edgezoo.converters.quantize import convert
+
+    model, x, _, _ = ad
+    calibration = np.random.default_rng(0).normal(size=(200, 640)).astype(np.float32)
+    per_channel = convert(model, "int8", calibration, micro=True)
+    per_tensor = convert(model, "int8", calibration, micro=True, per_tensor_dense=True)
+    layers = sorted(fully_connected_layers(per_channel))
+    assert len(layers) == 10
+
+    def run(data):
+        runner = MicroRunner(data, read_tflite(data))
+        return runner.run(x), runner.arena_bytes
+
+    (out_c, arena_c), (out_t, arena_t) = run(per_channel), run(per_tensor)
+    all_t, arena_all = run(splice_dense(per_channel, per_tensor, layers))
+    none, arena_none = run(splice_dense(per_channel, per_tensor, []))
+    np.testing.assert_array_equal(all_t, out_t)
+    np.testing.assert_array_equal(none, out_c)
+    assert (arena_all, arena_none) == (arena_t, arena_c)
+    _, arena_some = run(splice_dense(per_channel, per_tensor, layers[:3]))
+    assert arena_t < arena_some < arena_c
+
+
+def _uneven_classifier():
+    """An MLP whose middle layer holds one weight 200x larger than the rest, on an input that
+    is always 0 (a dead unit of the layer before): it changes no output, but one per-tensor
+    scale for that layer rounds every other weight to a handful of steps."""
+    keras.utils.set_random_seed(1)
+    x = inp = keras.Input((32,))
+    x = keras.layers.Dense(64, activation="relu", name="wide")(x)
+    x = keras.layers.Dense(64, activation="relu", name="uneven")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="head")(x))
+    kernel, bias = model.get_layer("wide").get_weights()
+    kernel[:, 0], bias[0] = 0.0, -1.0  # unit 0 of "wide" never fires
+    model.get_layer("wide").set_weights([kernel, bias])
+    kernel, bias = model.get_layer("uneven").get_weights()
+    kernel[0, 0] = 200 * np.abs(kernel).max()
+    model.get_layer("uneven").set_weights([kernel, bias])
+    return model
+
+
+def _split(x, model):
+    from edgezoo.zoo.data.digits import Split
+
+    return Split(x, model.predict(x, verbose=0).argmax(-1))
+
+
+def test_each_dense_layer_is_per_tensor_where_the_agreement_allows():
+    from edgezoo.convert import convert_model
+    from edgezoo.edge.verification import DEFAULT_THRESHOLDS, top1
+    from edgezoo.zoo.data.digits import Dataset
+
+    model = _uneven_classifier()
+    rng = np.random.default_rng(0)
+    train, val, test = (rng.normal(size=(n, 32)).astype(np.float32) for n in (300, 256, 32))
+    data = Dataset("gaussian", _split(train, model), _split(val, model), _split(test, model), 10)
+    board = get_profile("nrf52840")
+    gate = DEFAULT_THRESHOLDS.replace(top1_agreement=0.9)  # an untrained model: close logits
+    compressed, _ = convert_model(model, "int8", board, None, thresholds=gate,
+                                  recipe=Recipe(dense_form="fc_per_layer"), data=data)
+    chosen = compressed.report["dense_form"]
+    errors = chosen["per_tensor_weight_error"]
+    uneven = max(errors, key=errors.get)  # the middle layer, by its weights alone
+    assert chosen["per_channel"] == [uneven] and len(chosen["per_tensor"]) == 2
+    first, last = chosen["steps"][0], chosen["steps"][-1]
+    assert not first["passed"] and last["passed"] and last["arena_bytes"] < _all_channel_arena(
+        model, train)
+    # the agreement recorded for the shipped model, recomputed with a plain runner
+    runner = MicroRunner(compressed.tflite, read_tflite(compressed.tflite))
+    shipped = float((top1(runner.run(val)) == data.val.y).mean())
+    assert shipped == pytest.approx(last["agreement"]) and shipped >= 0.9 > first["agreement"]
+
+    # negative control: a gate nothing meets ships every layer per-channel, and says so
+    strict = DEFAULT_THRESHOLDS.replace(top1_agreement=1.01)
+    compressed, _ = convert_model(model, "int8", board, None, thresholds=strict,
+                                  recipe=Recipe(dense_form="fc_per_layer"), data=data)
+    assert compressed.report["dense_form"]["per_tensor"] == []
+    assert compressed.report["dense_form"]["rule"].startswith("no choice meets")
+
+
+def _all_channel_arena(model, calibration):
+    from edgezoo.converters.quantize import convert
+
+    data = convert(model, "int8", calibration, micro=True)
+    return MicroRunner(data, read_tflite(data)).measure_arena()
+
+
+def test_per_layer_dense_forms_are_refused_where_they_cannot_work():
+    with pytest.raises(RecipeError, match="needs a microcontroller --target"):
+        Recipe(dense_form="fc_per_layer").check_target(micro=False)
+    with pytest.raises(RecipeError, match="LUT compression encodes the weights before"):
+        Recipe(dense_form="fc_per_layer", cluster=16)

@@ -122,3 +122,43 @@ def test_bad_max_unique_is_refused(models, bad):
 def test_not_a_tflite_is_refused():
     with pytest.raises(ModelFileError):
         compress_tflite(b"not a model at all, just some bytes")
+
+
+def _arena(data):
+    return MicroRunner(data, read_tflite(data)).measure_arena()
+
+
+def test_lut_compression_is_kept_only_where_the_decoded_weights_fit_the_ram(models, compressed):
+    """The board's RAM between the plain and the all-compressed arena: the layer with the most
+    decoded bytes goes back to plain int8 and the rest stay compressed; below the plain arena
+    nothing fits and the recipe is refused with the numbers (negative control)."""
+    import dataclasses
+
+    from edgezoo.converters.compress import CompressedModel
+    from edgezoo.edge.profiles import get_profile
+    from edgezoo.lut_fit import fit_lut_to_board
+
+    plain, (data, info) = models[1], compressed
+    plain_arena, full_arena = _arena(plain), _arena(data)
+    assert full_arena > plain_arena  # TFLite Micro decodes into its arena
+    board = dataclasses.replace(get_profile("nrf52840"), ram_margin_bytes=0,
+                                ram_bytes=full_arena - 1)
+    result = CompressedModel(None, data, {"steps": {"micro_compression": info}}, plain)
+    fit_lut_to_board(result, board)
+    fitted = result.report["steps"]["micro_compression"]
+    largest = max(info["tensors"], key=lambda t: t["decoded_bytes"])
+    assert fitted["ram_fit"]["left_uncompressed"] == [largest["tensor"]]
+    assert {t["tensor"] for t in fitted["tensors"]} == \
+        {t["tensor"] for t in info["tensors"]} - {largest["tensor"]}
+    assert _arena(result.tflite) == fitted["ram_fit"]["arena_bytes"] <= board.ram_bytes
+    assert len(plain) > len(result.tflite) > len(data)
+    for t in fitted["tensors"]:  # each kept layer's trade, in the report
+        assert t["flash_saved_bytes"] > 0 and t["decoded_bytes"] == t["original_bytes"]
+
+    tight = dataclasses.replace(board, ram_bytes=plain_arena - 1)
+    result = CompressedModel(None, data, {"steps": {"micro_compression": info}}, plain)
+    with pytest.raises(RecipeError, match=rf"no choice of compressed layers fits nrf52840\. "
+                                          rf"every clustered layer compressed: .*arena "
+                                          rf"{full_arena:,} B.*0 layer\(s\) compressed: .*arena "
+                                          rf"{plain_arena:,} B"):
+        fit_lut_to_board(result, tight)

@@ -75,7 +75,9 @@ def recipe_from_args(args):
              "temperature": args.temperature, "finetune_epochs": args.finetune_epochs,
              "seed": args.seed, "prune_2of4": args.prune_2of4 or None, "qat": args.qat or None,
              "dense_form": args.dense_form, "xnnpack_layernorm": args.xnnpack_layernorm or None,
-             "cpu_form": args.cpu_form, "max_latency_ms": args.max_latency_ms}
+             "cpu_form": args.cpu_form, "max_latency_ms": args.max_latency_ms,
+             "ranges": args.ranges, "adaround": args.adaround or None,
+             "bias_correction": args.bias_correction or None}
     from edgezoo.base.errors import RecipeError
 
     try:
@@ -114,8 +116,9 @@ def print_verdict(report):
 # Choices the parser offers, spelled here so that building it imports no TensorFlow
 # (tests/test_cli.py holds them equal to edgezoo.zoo.tasks.TASKS and DENSE_FORMS).
 TASK_NAMES = ("classification", "detection", "detection_sigmoid", "causal_lm", "encoder")
-DENSE_FORM_NAMES = ("conv1x1", "fc_per_channel", "fc_per_tensor")
+DENSE_FORM_NAMES = ("conv1x1", "fc_per_channel", "fc_per_tensor", "fc_per_layer")
 CPU_FORM_NAMES = ("auto", "dynamic_int8", "full_int8", "float")
+RANGE_NAMES = ("minmax", "percentile", "mse")
 
 
 def _dense_forms():
@@ -296,12 +299,21 @@ def build_parser():
                         "the agreement it reports)")
     s.add_argument("--dense-form", choices=_dense_forms(),
                    help="how Dense layers are converted: conv1x1 (default on TFLite Micro: "
-                        "bit-exact), fc_per_channel, fc_per_tensor (the smallest arena)")
+                        "bit-exact), fc_per_channel, fc_per_tensor (the smallest arena), "
+                        "fc_per_layer (per-tensor where the agreement allows)")
     s.add_argument("--cpu-form", choices=list(CPU_FORM_NAMES),
                    help="LiteRT boards, int8: auto (default: the fastest form that agrees, "
                         "measured), dynamic_int8, full_int8 or float")
     s.add_argument("--max-latency-ms", type=float, metavar="MS",
                    help="LiteRT boards: the measured host latency the shipped form must meet")
+    s.add_argument("--ranges", choices=list(RANGE_NAMES),
+                   help="int8 activation ranges: minmax (the converter's, default), percentile "
+                        "(the central 99.99 %%) or mse (least int8 error)")
+    s.add_argument("--adaround", action="store_true",
+                   help="int8: round each weight up or down to reproduce its layer's output on "
+                        "the calibration data (AdaRound)")
+    s.add_argument("--bias-correction", action="store_true",
+                   help="int8: correct each bias for the mean shift its weights' rounding causes")
     s.add_argument("--qat", action="store_true", help="quantization-aware training")
     s.add_argument("--distill", metavar="TEACHER",
                    help="distil from TEACHER: 'self' (the float model), a model name or file")
