@@ -64,7 +64,7 @@ def table(results):
 def main(argv=None):
     from edgezoo.zoo.registry import list_models
 
-    micro = [m for m in list_models() if m.endswith("_micro")]
+    micro = [m for m in list_models(task="classification") if m.endswith("_micro")]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", choices=[[], *micro], default=[])
     parser.add_argument("--report-only", action="store_true")

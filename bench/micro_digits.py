@@ -164,7 +164,7 @@ def main(argv=None):
     from edgezoo.zoo import list_models
 
     names = [] if args.report_only else (args.models
-                                         or [n for n in list_models() if n.endswith("_micro")])
+                                         or [n for n in list_models(task="classification") if n.endswith("_micro")])
     for name in names:
         runs = []
         for seed in args.seeds:  # each seed trains from scratch with deterministic ops

@@ -3,6 +3,7 @@ from edgezoo.zoo import vit  # noqa: F401  (each family package registers its va
 from edgezoo.zoo import resnest  # noqa: F401
 from edgezoo.zoo import cswin  # noqa: F401
 from edgezoo.zoo import perceiver  # noqa: F401
+from edgezoo.zoo import detr  # noqa: F401
 from edgezoo.zoo.checkpoints import (
     from_checkpoint,
     read_preprocessing,
