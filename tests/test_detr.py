@@ -102,3 +102,23 @@ def test_layers_round_trip_their_config():
     assert not layer_config_mismatches(model)
     logits, boxes = model.outputs
     assert tuple(logits.shape) == (None, 10, 5) and tuple(boxes.shape) == (None, 10, 4)
+
+
+def test_detr_micro_runs_full_int8_in_tflite_micro_within_the_board():
+    """No float island: every op int8 in TFLite Micro, op by op as LiteRT's reference kernels
+    (the verification path's per-op gate), within the stm32h743 budget."""
+    from edgezoo.converters.compress import compress
+    from edgezoo.converters.recipe import Recipe
+    from edgezoo.converters.tflite_model import read_tflite
+    from edgezoo.edge import get_profile, verify
+    from edgezoo.zoo.data.shapes import make_split
+
+    model = create_model("detr_micro")
+    images = make_split(1, 64).x
+    result = compress(model, Recipe(target="stm32h743"), calibration=images[:48], micro=True)
+    parsed = read_tflite(result.tflite)
+    assert {t for types in parsed.op_types().values() for t in types} <= {"INT8", "INT32"}
+    report = verify(result.tflite, parsed, get_profile("stm32h743"), images[48:],
+                    float_outputs=model.predict(images[48:], verbose=0), task="detection")
+    assert report["checks"]["micro_vs_reference_per_op"]["passed"]
+    assert report["fits"] and report["arena_bytes"] < 200_000

@@ -33,6 +33,10 @@ def _cmd_train(args):
     from edgezoo.zoo.training import configure_cpu_devices, deterministic, fit_classifier, get_strategy
 
     files.check_folder(args.out)
+    from edgezoo.zoo.registry import registered_task
+
+    if registered_task(args.model) in ("detection", "detection_sigmoid"):
+        return _train_detector(args)
     if args.cpu_devices:
         configure_cpu_devices(args.cpu_devices)
     deterministic(args.seed)  # the same seed trains the same model
@@ -51,6 +55,33 @@ def _cmd_train(args):
         model.save(tmp)
         record_in_keras_file(tmp, registry_contract(args.model))
     print(f"saved {out} (val accuracy {val['acc']:.4f})")
+
+
+def _train_detector(args):
+    from pathlib import Path
+
+    from edgezoo.base import files
+    from edgezoo.detect import train_detector
+
+    def progress(epoch, loss):
+        print(f"epoch {epoch + 1}/{args.epochs}: set loss {loss:.4f}", flush=True)
+
+    model, data, val = train_detector(args.model, args.data, epochs=args.epochs,
+                                      learning_rate=args.lr, seed=args.seed, progress=progress)
+    out = Path(args.out) / f"{args.model}.keras"
+    with files.atomic_path(out) as tmp:
+        model.save(tmp)
+    print(f"saved {out} (validation mAP {val['mAP']:.4f}, mAP@0.5 {val['mAP50']:.4f} on "
+          f"{len(data.val)} {data.name} images)")
+
+
+def _cmd_eval(args):
+    import json
+
+    from edgezoo.detect import evaluate
+
+    result = evaluate(args.model, args.data, args.runtime, seed=args.seed)
+    print(json.dumps(result, indent=1))
 
 
 def _cmd_port(args):
@@ -264,7 +295,9 @@ def build_parser():
 
     s = sub.add_parser("train", help="train a model and save it as .keras")
     s.add_argument("model")
-    s.add_argument("--data", default="digits")
+    s.add_argument("--data", default="digits",
+                   help="digits (classifiers), shapes or a folder of train/val/test COCO folders "
+                        "(detectors)")
     s.add_argument("--epochs", type=int, default=60)
     s.add_argument("--lr", type=float, default=3e-3)
     s.add_argument("--seed", type=int, default=0)
@@ -276,6 +309,15 @@ def build_parser():
                    help="split the CPU into N logical devices (to try data parallelism locally)")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("eval", help="COCO mAP of a detector (.keras, or .tflite in LiteRT or "
+                                    "TFLite Micro) on a detection set's test split")
+    s.add_argument("model", help=".keras or .tflite file")
+    s.add_argument("--data", default="shapes", help="'shapes' or a folder of train/val/test COCO "
+                                                    "folders")
+    s.add_argument("--runtime", default="keras", choices=["keras", "litert", "tflite-micro"])
+    s.add_argument("--seed", type=int, default=0, help="the shapes set's seed")
+    s.set_defaults(fn=_cmd_eval)
 
     s = sub.add_parser("port", help="read a timm or Hugging Face checkpoint into a .keras file")
     s.add_argument("checkpoint", help="hub folder (config.json + model.safetensors) or "

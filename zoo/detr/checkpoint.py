@@ -65,8 +65,8 @@ def transformer_table(version):
     out, fc = ("out_proj", "") if version == 4 else ("o_proj", "mlp.")
     enc, dec = "model.encoder.layers.{i}", "model.decoder.layers.{j}"
     return [
-        (f"model.input_projection.weight", ("input_projection.kernel",), CONV2D),
-        (f"model.input_projection.bias", ("input_projection.bias",), IDENTITY),
+        ("model.input_projection.weight", ("input_projection.kernel",), CONV2D),
+        ("model.input_projection.bias", ("input_projection.bias",), IDENTITY),
         ("model.query_position_embeddings.weight", ("object_queries.embeddings",), IDENTITY),
         *_attention(f"{enc}.self_attn", "encoder{i}_attn", out),
         *_norm(f"{enc}.self_attn_layer_norm", "encoder{i}_attn_norm"),

@@ -1,0 +1,92 @@
+"""Detectors end to end: ``edgezoo train`` and ``edgezoo eval`` for a detection model.
+
+Data is the generated ``shapes`` set or a user's folder with ``train/``, ``val/`` and ``test/``
+COCO folders (``zoo.data.coco``). Training uses the train split; ``eval`` measures COCO mAP
+with pycocotools on the test split, in Keras, LiteRT or TFLite Micro through the same
+evaluation, so the three numbers compare.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from edgezoo.base.errors import DataError
+
+RUNTIMES = ("keras", "litert", "tflite-micro")
+
+
+def load_detection_data(source, image_size, *, seed=0, drop_invalid=False):
+    """``shapes`` at the model's image size, or a folder of train/val/test COCO folders."""
+    from edgezoo.zoo.data.coco import load_coco_folder
+    from edgezoo.zoo.data.shapes import DetectionDataset, load_shapes
+
+    h, w = image_size
+    if source == "shapes":
+        if h != w:
+            raise DataError(f"the shapes set has square images; the model takes {w}x{h}")
+        return load_shapes(h, seed=seed)
+    folder = Path(source)
+    missing = [s for s in ("train", "val", "test") if not (folder / s / "annotations.json").is_file()]
+    if missing:
+        raise DataError(f"{folder}: detection data is 'shapes' or a folder with train/, val/ and "
+                        f"test/ COCO folders (annotations.json + images/); missing: "
+                        f"{', '.join(missing)}")
+    splits = [load_coco_folder(folder / s, (h, w), drop_invalid=drop_invalid)
+              for s in ("train", "val", "test")]
+    names = tuple(c["name"] for c in splits[0].coco["categories"])
+    return DetectionDataset(folder.name, *splits, names, source=f"COCO folders in {folder}")
+
+
+def train_detector(name, data="shapes", *, epochs, learning_rate=1e-4, batch_size=16, seed=0,
+                   progress=None):
+    """(trained model, data set, val mAP): a registered detector trained with the set loss."""
+    from edgezoo.zoo import create_model
+    from edgezoo.zoo.detr.train import evaluate_detector, fit_detector
+    from edgezoo.zoo.training import deterministic
+
+    deterministic(seed)
+    model = create_model(name)
+    dataset = load_detection_data(data, model.input_shape[1:3], seed=seed)
+    classes = int(model.outputs[0].shape[-1]) - 1
+    if dataset.num_classes != classes:
+        raise DataError(f"{name} predicts {classes} classes; {data} has {dataset.num_classes} "
+                        f"({', '.join(dataset.classes)}): create the model with "
+                        f"num_classes={dataset.num_classes}")
+    fit_detector(model, dataset.train, epochs=epochs, batch_size=batch_size,
+                 learning_rate=learning_rate, seed=seed, progress=progress)
+    val = evaluate_detector(lambda x: model.predict(x, batch_size=64, verbose=0), dataset.val)
+    return model, dataset, val
+
+
+def predictor(path, runtime):
+    """``predict(x) -> (logits, boxes)`` for a .keras model or a .tflite in ``runtime``."""
+    if runtime not in RUNTIMES:
+        raise DataError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    path = Path(path)
+    if path.suffix == ".tflite":
+        from edgezoo.edge.loader import load_tflite
+        from edgezoo.edge.runners.litert import IsolatedLiteRTRunner
+        from edgezoo.edge.runners.micro import MicroRunner
+
+        if runtime == "keras":
+            raise DataError(f"{path} is a .tflite: evaluate it with --runtime litert or tflite-micro")
+        data, parsed = load_tflite(path)
+        runner = MicroRunner(data, parsed) if runtime == "tflite-micro" else \
+            IsolatedLiteRTRunner(data, parsed, "default")
+        return lambda x: tuple(runner.run_all_float(x)[:2]), parsed.inputs[0].shape[1:3]
+    if runtime != "keras":
+        raise DataError(f"{path} is a Keras model: convert it first to run it in {runtime}")
+    from edgezoo.convert import load_keras_model
+
+    model = load_keras_model(path)
+    return (lambda x: tuple(model.predict(x, batch_size=64, verbose=0)[:2]),
+            tuple(model.input_shape[1:3]))
+
+
+def evaluate(path, data="shapes", runtime="keras", seed=0):
+    """COCO mAP of a detector on the test split of ``data``."""
+    from edgezoo.zoo.detr.train import evaluate_detector
+
+    predict, size = predictor(path, runtime)
+    dataset = load_detection_data(data, tuple(int(s) for s in size), seed=seed)
+    result = evaluate_detector(lambda x: tuple(np.asarray(o) for o in predict(x)), dataset.test)
+    return {"runtime": runtime, "data": dataset.name, "images": len(dataset.test), **result}

@@ -1,0 +1,89 @@
+"""The set loss: its terms against NumPy on hand-built matches, and DETR's loss falling on a
+fixed batch."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from edgezoo.zoo.boxes import generalized_iou
+from edgezoo.zoo.set_loss import DEFORMABLE_DETR_LOSS, DETR_LOSS, giou_tf, set_loss
+
+
+def test_giou_tf_matches_numpy():
+    rng = np.random.default_rng(0)
+    a = np.concatenate([rng.uniform(0.2, 0.8, (50, 2)), rng.uniform(0.05, 0.4, (50, 2))], 1)
+    b = np.concatenate([rng.uniform(0.2, 0.8, (50, 2)), rng.uniform(0.05, 0.4, (50, 2))], 1)
+    np.testing.assert_allclose(giou_tf(tf.constant(a, tf.float32), tf.constant(b, tf.float32)),
+                               generalized_iou(a, b), atol=1e-5)
+
+
+def _case():
+    logits = np.array([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 3.0]]], np.float32)
+    boxes = np.array([[[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1], [0.7, 0.7, 0.2, 0.2]]],
+                     np.float32)
+    targets = [np.array([[0, 0.5, 0.5, 0.2, 0.3], [1, 0.3, 0.35, 0.1, 0.1]], np.float32)]
+    matches = [(np.array([0, 1]), np.array([0, 1]))]
+    return logits, boxes, targets, matches
+
+
+def test_detr_loss_terms_by_hand():
+    logits, boxes, targets, matches = _case()
+    total, parts = set_loss(tf.constant(logits), tf.constant(boxes), targets, DETR_LOSS, matches)
+    log_softmax = logits[0] - np.log(np.exp(logits[0]).sum(-1, keepdims=True))
+    ce = -np.array([log_softmax[0, 0], log_softmax[1, 1], log_softmax[2, 2]])
+    w = np.array([1.0, 1.0, 0.1])  # the unmatched query's target is no-object, weighted 0.1
+    assert float(parts["class"]) == pytest.approx((w * ce).sum() / w.sum(), rel=1e-5)
+    l1 = (np.abs(boxes[0, 0] - targets[0][0, 1:]).sum() + np.abs(boxes[0, 1] - targets[0][1, 1:]).sum()) / 2
+    assert float(parts["l1"]) == pytest.approx(l1, rel=1e-5)
+    giou = generalized_iou(boxes[0, :2], targets[0][:, 1:])
+    assert float(parts["giou"]) == pytest.approx((1 - giou).sum() / 2, rel=1e-5)
+    assert float(total) == pytest.approx(float(parts["class"]) + 5 * l1 + 2 * (1 - giou).sum() / 2,
+                                         rel=1e-5)
+
+
+def test_focal_loss_by_hand():
+    logits, boxes, targets, matches = _case()
+    logits = logits[..., :2]  # sigmoid scoring: no no-object column
+    _, parts = set_loss(tf.constant(logits), tf.constant(boxes), targets, DEFORMABLE_DETR_LOSS,
+                        matches)
+    onehot = np.zeros((3, 2))
+    onehot[0, 0] = onehot[1, 1] = 1
+    p = 1 / (1 + np.exp(-logits[0]))
+    ce = -(onehot * np.log(p) + (1 - onehot) * np.log(1 - p))
+    p_t = p * onehot + (1 - p) * (1 - onehot)
+    alpha = 0.25 * onehot + 0.75 * (1 - onehot)
+    assert float(parts["class"]) == pytest.approx((alpha * ce * (1 - p_t) ** 2).sum() / 2, rel=1e-5)
+
+
+def test_detr_loss_falls_on_a_fixed_batch():
+    import tf_keras as keras
+
+    from edgezoo.zoo import create_model
+    from edgezoo.zoo.data.shapes import make_split
+    from edgezoo.zoo.detr.train import fit_detector
+
+    keras.utils.set_random_seed(0)
+    split = make_split(3, 8)
+    model = create_model("detr_micro")
+    history = fit_detector(model, split, epochs=40, batch_size=8, learning_rate=1e-3)
+    assert history[-1] < 0.6 * history[0], history
+
+
+def test_cli_trains_and_evaluates_a_detector(tmp_path, capsys, monkeypatch):
+    """`edgezoo train detr_micro --data shapes` then `edgezoo eval` (a small shapes set: the
+    pipeline, not the accuracy, is under test here)."""
+    import json
+
+    from edgezoo.cli import main
+    from edgezoo.zoo.data import shapes
+
+    monkeypatch.setattr(shapes, "SPLIT_SIZES", {"train": 32, "val": 16, "test": 16})
+    assert main(["train", "detr_micro", "--data", "shapes", "--epochs", "1", "--lr", "1e-3",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1: set loss" in out and "validation mAP" in out
+    assert main(["eval", str(tmp_path / "detr_micro.keras"), "--data", "shapes"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 16 and result["runtime"] == "keras"
+    assert 0.0 <= result["mAP50"] <= 1.0 and set(result) >= {"mAP", "mAP_small", "mAP_large"}
+    assert main(["eval", str(tmp_path / "detr_micro.keras"), "--data", str(tmp_path)]) == 2
+    assert "train/, val/ and test/ COCO folders" in capsys.readouterr().err
