@@ -22,6 +22,8 @@ import tf_keras as keras
 from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
+from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
+                                     ObjectQueries, ZerosLike)
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
 from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
@@ -180,6 +182,34 @@ LAYER_SUPPORT = (
     _weightless(FourierPositionEncoding, "PassThroughQuantizeConfig",
                 "none: constant features concatenated to the input, calibrated by the converter",
                 "a constant, broadcast over the batch (no weights)"),
+    LayerSupport(
+        DetrAttention, "ProjectionsQuantizeConfig",
+        "q/k/v/out kernels and the output, as MultiHeadSelfAttention (separate query, key and "
+        "value inputs)",
+        "FULLY_CONNECTED projections, or CONV_2D after the dense_as_conv1x1 rewrite; 4-D "
+        "RESHAPE/TRANSPOSE, BATCH_MATMUL, SOFTMAX, MUL",
+        prunable=PROJECTIONS,
+        cluster_why=_NO_CLUSTER.format("DetrAttention"),
+        preserve=(),
+        preserve_why="its projection kernels live in sub-layers, which TFMOT's sparsity- "
+                     "and cluster-preserving quantizers cannot reach"),
+    _weightless(AddSinePositions, "PassThroughQuantizeConfig",
+                "none: ADD of a constant, calibrated by the converter",
+                "ADD of a constant (the fixed sine positions)"),
+    LayerSupport(
+        ObjectQueries, "OutputQuantizeConfig",
+        "output only: the learned queries, a constant the converter quantizes",
+        "a constant, broadcast over the batch",
+        prune_why="learned query positions, not a kernel",
+        cluster_why=_NO_CLUSTER.format("ObjectQueries")),
+    LayerSupport(
+        LearnedPositions2D, "OutputQuantizeConfig",
+        "output only: learned positions plus scaled features, calibrated by the converter",
+        "MUL and ADD of a constant (the learned row and column positions)",
+        prune_why="learned positions, not a kernel",
+        cluster_why=_NO_CLUSTER.format("LearnedPositions2D")),
+    _weightless(ZerosLike, "PassThroughQuantizeConfig",
+                "none: a constant zero tensor", "a constant (folded by the converter)"),
     # --- layers the TFLite Micro rewrites put in a model
     _weightless(MicroTranspose, None,
                 "none: QAT has no QuantizeConfig for it yet and refuses it (TRANSPOSE keeps its "

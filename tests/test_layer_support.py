@@ -25,6 +25,8 @@ from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
+from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
+                                     ObjectQueries, ZerosLike)
 from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
 from edgezoo.zoo.vit.layers import PositionEmbedding
 
@@ -54,6 +56,12 @@ BUILDERS = {
                                lambda ins, layer=CrossAttention(2): layer(ins)),
     "LatentArray": lambda: _tokens(LatentArray(3, 8)),
     "FourierPositionEncoding": lambda: _on((4, 4, 3), FourierPositionEncoding(2)),
+    "DetrAttention": lambda: ([keras.Input((3, 8)), keras.Input((5, 8)), keras.Input((5, 8))],
+                              lambda ins, layer=DetrAttention(2): layer(ins)),
+    "AddSinePositions": lambda: _tokens(AddSinePositions(2, 2)),
+    "ObjectQueries": lambda: _tokens(ObjectQueries(3, 8)),
+    "LearnedPositions2D": lambda: _tokens(LearnedPositions2D(2, 2)),
+    "ZerosLike": lambda: _tokens(ZerosLike()),
     "MicroTranspose": lambda: _on((2, 3, 4, 5, 6), MicroTranspose([0, 1, 3, 2, 4, 5])),
     "Activation(micro_gelu)": lambda: _on((4,), L.Activation(micro_gelu)),
     **{f"Activation(micro_{name})": (lambda fn=fn: _on((4,), L.Activation(fn)))
