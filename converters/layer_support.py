@@ -22,6 +22,9 @@ import tf_keras as keras
 from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, LevelPositions,
+                                                MultiScaleDeformableAttention, QueryEmbeddings,
+                                                RefineBoxes)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
                                      ObjectQueries, ZerosLike)
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
@@ -210,6 +213,32 @@ LAYER_SUPPORT = (
         cluster_why=_NO_CLUSTER.format("LearnedPositions2D")),
     _weightless(ZerosLike, "PassThroughQuantizeConfig",
                 "none: a constant zero tensor", "a constant (folded by the converter)"),
+    LayerSupport(
+        MultiScaleDeformableAttention, None,
+        "none yet: no QuantizeConfig covers its four projections and the sampling between them; "
+        "QAT refuses it (post-training int8 calibrates it)",
+        "FULLY_CONNECTED projections, FLOOR/CAST float index island, GATHER, MUL, ADD, SOFTMAX "
+        "(bilinear sampling; TFLite Micro support not measured yet)",
+        prunable=(),
+        prune_why="its projection kernels live in sub-layers TFMOT's registry cannot see",
+        cluster_why=_NO_CLUSTER.format("MultiScaleDeformableAttention")),
+    LayerSupport(
+        LevelPositions, "OutputQuantizeConfig",
+        "output only: tokens plus constant positions and level embeddings",
+        "ADD of constants (sine positions, gathered level embeddings)",
+        prune_why="learned level embeddings, not a kernel",
+        cluster_why=_NO_CLUSTER.format("LevelPositions")),
+    _weightless(EncoderReferencePoints, "PassThroughQuantizeConfig",
+                "none: a constant", "a constant, broadcast over the batch"),
+    LayerSupport(
+        QueryEmbeddings, "OutputQuantizeConfig",
+        "output only: the learned query embeddings, a constant the converter quantizes",
+        "a constant, broadcast over the batch, split in two",
+        prune_why="learned query embeddings, not a kernel",
+        cluster_why=_NO_CLUSTER.format("QueryEmbeddings")),
+    _weightless(RefineBoxes, None,
+                "none yet: inverse sigmoid (LOG, DIV) then LOGISTIC; QAT refuses it",
+                "MINIMUM/MAXIMUM, LOG, DIV, ADD, LOGISTIC"),
     # --- layers the TFLite Micro rewrites put in a model
     _weightless(MicroTranspose, None,
                 "none: QAT has no QuantizeConfig for it yet and refuses it (TRANSPOSE keeps its "

@@ -122,3 +122,83 @@ def test_detr_micro_runs_full_int8_in_tflite_micro_within_the_board():
                     float_outputs=model.predict(images[48:], verbose=0), task="detection")
     assert report["checks"]["micro_vs_reference_per_op"]["passed"]
     assert report["fits"] and report["arena_bytes"] < 200_000
+
+
+def _conv_np(x, w, stride, pad):
+    """NumPy conv of x (H, W, C) with a PyTorch OIHW kernel, symmetric zero padding."""
+    o, i, kh, kw = w.shape
+    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    h, w_ = (x.shape[0] - kh) // stride + 1, (x.shape[1] - kw) // stride + 1
+    out = np.zeros((h, w_, o))
+    for a in range(kh):
+        for b in range(kw):
+            patch = x[a:a + stride * h:stride, b:b + stride * w_:stride]
+            out += patch @ w[:, :, a, b].T
+    return out
+
+
+def _bn_np(x, t, name):
+    return (x - t[f"{name}.running_mean"]) / np.sqrt(t[f"{name}.running_var"] + 1e-5) \
+        * t[f"{name}.weight"] + t[f"{name}.bias"]
+
+
+def _resnet_np(x, t, stem, block):
+    """The backbone in NumPy from checkpoint tensors: ``stem`` (conv, bn) names; ``block(s, b,
+    part)`` the names of stage s (1-based) block b's conv{1,2,3} / bn{1,2,3} / down conv, bn."""
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    x = relu(_bn_np(_conv_np(x, t[stem[0] + ".weight"], 2, 3), t, stem[1]))
+    x = np.pad(x, ((1, 1), (1, 1), (0, 0)))  # >= 0 after ReLU: zero padding = -inf padding
+    x = np.max([x[a:a + 2 * ((x.shape[0] - 3) // 2 + 1):2, b:b + 2 * ((x.shape[1] - 3) // 2 + 1):2]
+                for a in range(3) for b in range(3)], axis=0)
+    s = 1
+    while block(s, 0, "conv1") + ".weight" in t:
+        b = 0
+        while block(s, b, "conv1") + ".weight" in t:
+            stride = 2 if (s > 1 and b == 0) else 1
+            y = relu(_bn_np(_conv_np(x, t[block(s, b, "conv1") + ".weight"], 1, 0), t, block(s, b, "bn1")))
+            y = relu(_bn_np(_conv_np(y, t[block(s, b, "conv2") + ".weight"], stride, 1), t, block(s, b, "bn2")))
+            y = _bn_np(_conv_np(y, t[block(s, b, "conv3") + ".weight"], 1, 0), t, block(s, b, "bn3"))
+            if block(s, b, "down_conv") + ".weight" in t:
+                x = _bn_np(_conv_np(x, t[block(s, b, "down_conv") + ".weight"], stride, 0), t,
+                           block(s, b, "down_bn"))
+            x = relu(y + x)
+            b += 1
+        s += 1
+    return x
+
+
+def _timm(s, b, part):
+    base = f"model.backbone.conv_encoder.model.layer{s}.{b}"
+    return {"down_conv": f"{base}.downsample.0", "down_bn": f"{base}.downsample.1"}.get(
+        part, f"{base}.{part}")
+
+
+def _hf_resnet(s, b, part):
+    base = f"model.backbone.model.encoder.stages.{s - 1}.layers.{b}"
+    if part.startswith("down"):
+        return f"{base}.shortcut.{'convolution' if part == 'down_conv' else 'normalization'}"
+    j = int(part[-1]) - 1
+    return f"{base}.layer.{j}.{'convolution' if part.startswith('conv') else 'normalization'}"
+
+
+@pytest.mark.parametrize("folder, stem, block", [
+    (HF4, ("model.backbone.conv_encoder.model.conv1", "model.backbone.conv_encoder.model.bn1"), _timm),
+    (HF5, ("model.backbone.model.embedder.embedder.convolution",
+           "model.backbone.model.embedder.embedder.normalization"), _hf_resnet),
+], ids=["timm", "hf_resnet"])
+def test_backbone_against_numpy(folder, stem, block):
+    """The reference checkpoints' outputs hardly depend on the image (random weights shrink the
+    backbone's features), so the backbone mapping is checked on its own: its last feature map
+    against a NumPy ResNet computed from the checkpoint's tensors."""
+    import tf_keras as keras
+
+    from edgezoo.zoo.checkpoints import read_checkpoint
+
+    _, tensors = read_checkpoint(folder)
+    x = np.load(folder / "reference_io.npz")["pixel_values_nchw"].transpose(0, 2, 3, 1)[:1]
+    model = from_checkpoint(folder, input_shape=(64, 64, 3))
+    last = [l.name for l in model.layers if l.name.startswith("backbone_s") and l.name.endswith("_out")][-1]
+    ours = keras.Model(model.input, model.get_layer(last).output).predict(x, verbose=0)[0]
+    expected = _resnet_np(x[0].astype(np.float64), tensors, stem, block)
+    assert ours.shape == expected.shape and expected.std() > 0
+    np.testing.assert_allclose(ours, expected, atol=1e-4 * np.abs(expected).max())

@@ -25,6 +25,9 @@ from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, LevelPositions,
+                                                MultiScaleDeformableAttention, QueryEmbeddings,
+                                                RefineBoxes)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
                                      ObjectQueries, ZerosLike)
 from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
@@ -62,6 +65,14 @@ BUILDERS = {
     "ObjectQueries": lambda: _tokens(ObjectQueries(3, 8)),
     "LearnedPositions2D": lambda: _tokens(LearnedPositions2D(2, 2)),
     "ZerosLike": lambda: _tokens(ZerosLike()),
+    "MultiScaleDeformableAttention": lambda: (
+        [keras.Input((3, 8)), keras.Input((5, 8)), keras.Input((3, 2))],
+        lambda ins, layer=MultiScaleDeformableAttention([(1, 4), (1, 1)], 2, 2): layer(ins)),
+    "LevelPositions": lambda: _tokens(LevelPositions([(1, 4), (1, 1)]), n=5),
+    "EncoderReferencePoints": lambda: _tokens(EncoderReferencePoints([(1, 4), (1, 1)]), n=5),
+    "QueryEmbeddings": lambda: _tokens(QueryEmbeddings(3, 8)),
+    "RefineBoxes": lambda: ([keras.Input((3, 4)), keras.Input((3, 2))],
+                            lambda ins, layer=RefineBoxes(): layer(ins)),
     "MicroTranspose": lambda: _on((2, 3, 4, 5, 6), MicroTranspose([0, 1, 3, 2, 4, 5])),
     "Activation(micro_gelu)": lambda: _on((4,), L.Activation(micro_gelu)),
     **{f"Activation(micro_{name})": (lambda fn=fn: _on((4,), L.Activation(fn)))

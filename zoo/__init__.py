@@ -4,6 +4,7 @@ from edgezoo.zoo import resnest  # noqa: F401
 from edgezoo.zoo import cswin  # noqa: F401
 from edgezoo.zoo import perceiver  # noqa: F401
 from edgezoo.zoo import detr  # noqa: F401
+from edgezoo.zoo import deformable_detr  # noqa: F401
 from edgezoo.zoo.checkpoints import (
     from_checkpoint,
     read_preprocessing,
