@@ -159,8 +159,8 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
         super().build(input_shape)
 
     def _sample(self, value, height, width, x, y):
-        """Bilinear samples (B, H, Q*P, Dh) of ``value`` (B, H, h*w, Dh) at pixel coordinates
-        ``x``, ``y`` (B, H, Q*P); zero outside the map."""
+        """Bilinear samples (B*H, Q*P, Dh) of ``value`` (B*H, h*w, Dh) at pixel coordinates
+        ``x``, ``y`` (B*H, Q*P); zero outside the map."""
         x0, y0 = tf.floor(x), tf.floor(y)
         out = 0.0
         for xi, wx in ((x0, 1.0 - (x - x0)), (x0 + 1.0, x - x0)):
@@ -168,36 +168,40 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
                 inside = ((xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1))
                 index = (tf.clip_by_value(yi, 0, height - 1) * width
                          + tf.clip_by_value(xi, 0, width - 1))
-                picked = tf.gather(value, tf.cast(index, tf.int32), batch_dims=2)
+                picked = tf.gather(value, tf.cast(index, tf.int32), batch_dims=1)
                 weight = wx * wy * tf.cast(inside, x.dtype)
                 out += picked * weight[..., None]
         return out
 
     def call(self, inputs):
+        # every tensor stays at most 4-D: TFLite's STRIDED_SLICE and TFLite Micro's kernels
+        # take no more
         query, value_in, reference = inputs
         q, dim = query.shape[1], query.shape[-1]
         heads, levels, points = self.num_heads, len(self.shapes), self.num_points
         hd = dim // heads
         value = tf.reshape(self.value_proj(value_in), [-1, value_in.shape[1], heads, hd])
-        value = tf.transpose(value, [0, 2, 1, 3])  # (B, H, N, Dh)
-        offsets = tf.reshape(self.sampling_offsets(query), [-1, q, heads, levels, points, 2])
+        value = tf.reshape(tf.transpose(value, [0, 2, 1, 3]), [-1, value_in.shape[1], hd])
+        offsets = tf.reshape(self.sampling_offsets(query), [-1, q, heads, levels * points * 2])
+        offsets = tf.transpose(offsets, [0, 2, 1, 3])  # (B, H, Q, L*P*2)
         weights = tf.nn.softmax(tf.reshape(self.attention_weights(query),
                                            [-1, q, heads, levels * points]), -1)
-        weights = tf.reshape(weights, [-1, q, heads, levels, points])
+        weights = tf.transpose(weights, [0, 2, 1, 3])  # (B, H, Q, L*P)
+        # the reference point of each query, once per sampling point: (B, 1, Q*P, 2)
+        ref = tf.reshape(tf.tile(reference[:, :, None, :], [1, 1, points, 1]), [-1, 1, q * points, 2])
         out, start = 0.0, 0
         for level, (h, w) in enumerate(self.shapes):
-            normaliser = tf.constant([w, h], query.dtype)
-            loc = reference[:, :, None, None, :] + offsets[:, :, :, level] / normaliser  # (B,Q,H,P,2)
-            loc = tf.reshape(tf.transpose(loc, [0, 2, 1, 3, 4]), [-1, heads, q * points, 2])
+            step = offsets[..., level * points * 2 : (level + 1) * points * 2]
+            loc = ref + tf.reshape(step, [-1, heads, q * points, 2]) / tf.constant([w, h], query.dtype)
+            loc = tf.reshape(loc, [-1, q * points, 2])  # (B*H, Q*P, 2)
             x = loc[..., 0] * w - 0.5
             y = loc[..., 1] * h - 0.5
-            sampled = self._sample(value[:, :, start : start + h * w], h, w, x, y)
-            wl = tf.reshape(tf.transpose(weights[:, :, :, level], [0, 2, 1, 3]),
-                            [-1, heads, q * points, 1])
-            out += tf.reduce_sum(tf.reshape(sampled * wl, [-1, heads, q, points, hd]), 3)
+            sampled = self._sample(value[:, start : start + h * w], h, w, x, y)
+            wl = tf.reshape(weights[..., level * points : (level + 1) * points], [-1, q * points, 1])
+            out += tf.reduce_sum(tf.reshape(sampled * wl, [-1, q, points, hd]), 2)
             start += h * w
-        out = tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [-1, q, dim])  # (B, Q, D)
-        return self.output_proj(out)
+        out = tf.transpose(tf.reshape(out, [-1, heads, q, hd]), [0, 2, 1, 3])
+        return self.output_proj(tf.reshape(out, [-1, q, dim]))
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape[0])
