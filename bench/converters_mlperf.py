@@ -70,9 +70,10 @@ def run_recipe(name):
 
     recipe = recipe_for(name)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as tmp:  # the output set is written below it
         calib = "natural_patch_grid" if recipe.trains else "natural_patches"
-        report = convert_pipeline(MLPERF / "pretrainedResnet.h5", out, recipe.quantize, TARGET,
+        report = convert_pipeline(MLPERF / "pretrainedResnet.h5", Path(tmp) / "out",
+                                  recipe.quantize, TARGET,
                                   calib=calib, recipe=recipe, progress=sys.stderr.isatty(),
                                   input_range="0,255")
     decoded = report["budget"]["ram"].get("decompression_in_arena_bytes", 0)

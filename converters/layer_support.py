@@ -22,7 +22,7 @@ import tf_keras as keras
 from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
-from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, LevelPositions,
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, LevelPositions,
                                                 MultiScaleDeformableAttention, QueryEmbeddings,
                                                 RefineBoxes)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
@@ -217,11 +217,20 @@ LAYER_SUPPORT = (
         MultiScaleDeformableAttention, None,
         "none yet: no QuantizeConfig covers its four projections and the sampling between them; "
         "QAT refuses it (post-training int8 calibrates it)",
-        "FULLY_CONNECTED projections, FLOOR/CAST float index island, GATHER, MUL, ADD, SOFTMAX "
-        "(bilinear sampling; TFLite Micro support not measured yet)",
+        "FULLY_CONNECTED projections; bilinear sampling as a float FLOOR island, CAST to int32 "
+        "indices (int32 ADD/MUL/MINIMUM/MAXIMUM, comparisons), int8 GATHER, MUL, MEAN, SOFTMAX; "
+        "runs in TFLite Micro (deformable_detr_micro), one int8 MUL 1 LSB off LiteRT's "
+        "reference kernel (measured, not yet explained)",
         prunable=(),
         prune_why="its projection kernels live in sub-layers TFMOT's registry cannot see",
         cluster_why=_NO_CLUSTER.format("MultiScaleDeformableAttention")),
+    LayerSupport(
+        GroupNorm, "OutputQuantizeConfig",
+        "output only: MEAN-based statistics calibrated by the converter",
+        "RESHAPE, MEAN, SQUARED_DIFFERENCE, RSQRT, MUL, ADD (MEAN, not SUM: TFLite Micro's int8 "
+        "SUM differs from LiteRT's reference kernel by up to 167 LSB)",
+        prune_why="a norm's scale and shift, not a kernel",
+        cluster_why=_NO_CLUSTER.format("GroupNorm")),
     LayerSupport(
         LevelPositions, "OutputQuantizeConfig",
         "output only: tokens plus constant positions and level embeddings",

@@ -103,3 +103,19 @@ def test_micro_variant_builds_and_round_trips_its_layers():
     model = create_model("deformable_detr_micro")
     assert not layer_config_mismatches(model)
     assert [tuple(o.shape) for o in model.outputs] == [(None, 10, 4), (None, 10, 4)]
+
+
+def test_group_norm_against_numpy():
+    from edgezoo.zoo.deformable_detr.layers import GroupNorm
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (2, 3, 5, 8)).astype(np.float32)
+    layer = GroupNorm(4, 1e-5)
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 1.5, 8))
+    layer.beta.assign(np.linspace(-1, 1, 8))
+    g = x.reshape(2, 15, 4, 2)
+    mean = g.mean(axis=(1, 3), keepdims=True)
+    var = g.var(axis=(1, 3), keepdims=True)
+    expected = ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * np.linspace(0.5, 1.5, 8) \
+        + np.linspace(-1, 1, 8)
+    np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)

@@ -25,7 +25,7 @@ from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
-from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, LevelPositions,
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, LevelPositions,
                                                 MultiScaleDeformableAttention, QueryEmbeddings,
                                                 RefineBoxes)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
@@ -68,6 +68,7 @@ BUILDERS = {
     "MultiScaleDeformableAttention": lambda: (
         [keras.Input((3, 8)), keras.Input((5, 8)), keras.Input((3, 2))],
         lambda ins, layer=MultiScaleDeformableAttention([(1, 4), (1, 1)], 2, 2): layer(ins)),
+    "GroupNorm": lambda: _on((2, 2, 8), GroupNorm(4)),
     "LevelPositions": lambda: _tokens(LevelPositions([(1, 4), (1, 1)]), n=5),
     "EncoderReferencePoints": lambda: _tokens(EncoderReferencePoints([(1, 4), (1, 1)]), n=5),
     "QueryEmbeddings": lambda: _tokens(QueryEmbeddings(3, 8)),

@@ -160,15 +160,18 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
 
     def _sample(self, value, height, width, x, y):
         """Bilinear samples (B*H, Q*P, Dh) of ``value`` (B*H, h*w, Dh) at pixel coordinates
-        ``x``, ``y`` (B*H, Q*P); zero outside the map."""
-        x0, y0 = tf.floor(x), tf.floor(y)
+        ``x``, ``y`` (B*H, Q*P); zero outside the map. Indices are int32 from FLOOR and CAST,
+        so the converter cannot quantize them; only the weights are int8."""
+        x0f, y0f = tf.floor(x), tf.floor(y)
+        x0, y0 = tf.cast(x0f, tf.int32), tf.cast(y0f, tf.int32)
+        fx, fy = x - x0f, y - y0f
         out = 0.0
-        for xi, wx in ((x0, 1.0 - (x - x0)), (x0 + 1.0, x - x0)):
-            for yi, wy in ((y0, 1.0 - (y - y0)), (y0 + 1.0, y - y0)):
-                inside = ((xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1))
+        for xi, wx in ((x0, 1.0 - fx), (x0 + 1, fx)):
+            for yi, wy in ((y0, 1.0 - fy), (y0 + 1, fy)):
+                inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
                 index = (tf.clip_by_value(yi, 0, height - 1) * width
                          + tf.clip_by_value(xi, 0, width - 1))
-                picked = tf.gather(value, tf.cast(index, tf.int32), batch_dims=1)
+                picked = tf.gather(value, index, batch_dims=1)
                 weight = wx * wy * tf.cast(inside, x.dtype)
                 out += picked * weight[..., None]
         return out
@@ -198,7 +201,9 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
             y = loc[..., 1] * h - 0.5
             sampled = self._sample(value[:, start : start + h * w], h, w, x, y)
             wl = tf.reshape(weights[..., level * points : (level + 1) * points], [-1, q * points, 1])
-            out += tf.reduce_sum(tf.reshape(sampled * wl, [-1, q, points, hd]), 2)
+            # MEAN x points, not SUM: TFLite Micro's int8 SUM differs from LiteRT's reference
+            # kernel (120 LSB measured on identical inputs), its MEAN does not
+            out += tf.reduce_mean(tf.reshape(sampled * wl, [-1, q, points, hd]), 2) * float(points)
             start += h * w
         out = tf.transpose(tf.reshape(out, [-1, heads, q, hd]), [0, 2, 1, 3])
         return self.output_proj(tf.reshape(out, [-1, q, dim]))
@@ -209,3 +214,35 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "shapes": self.shapes, "num_heads": self.num_heads,
                 "num_points": self.num_points}
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class GroupNorm(keras.layers.Layer):
+    """GroupNorm over the channels of (B, H, W, C) maps, its statistics taken with MEAN: Keras's
+    GroupNormalization sums with weighted moments, and TFLite Micro's int8 SUM differs from
+    LiteRT's reference kernel by up to 167 LSB on identical inputs, while int8 MEAN agrees."""
+
+    def __init__(self, groups=32, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.groups, self.epsilon = int(groups), float(epsilon)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: {channels} channels do not split into {self.groups} groups")
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        h, w, c = x.shape[1], x.shape[2], x.shape[3]
+        g = tf.reshape(x, [-1, h * w, self.groups, c // self.groups])
+        mean = tf.reduce_mean(tf.reduce_mean(g, axis=3, keepdims=True), axis=1, keepdims=True)
+        centred = g - mean
+        var = tf.reduce_mean(tf.reduce_mean(tf.square(centred), axis=3, keepdims=True), axis=1,
+                             keepdims=True)
+        y = tf.reshape(centred * tf.math.rsqrt(var + self.epsilon), [-1, h, w, c])
+        return y * self.gamma + self.beta
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "epsilon": self.epsilon}

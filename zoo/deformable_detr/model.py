@@ -13,7 +13,7 @@ Iterative box refinement and the two-stage variant are not built yet.
 """
 import tf_keras as keras
 
-from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, LevelPositions,
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, LevelPositions,
                                                 MultiScaleDeformableAttention, QueryEmbeddings,
                                                 RefineBoxes)
 from edgezoo.zoo.detr.backbone import RESNET_DEPTHS, RESNET_WIDTHS, resnet_features
@@ -30,7 +30,7 @@ def _project(x, d_model, kernel, stride, name):
     if stride > 1:
         x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
     x = keras.layers.Conv2D(d_model, kernel, stride, name=f"{name}_conv")(x)
-    return keras.layers.GroupNormalization(GROUPS, epsilon=GN_EPSILON, name=f"{name}_norm")(x)
+    return GroupNorm(GROUPS, GN_EPSILON, name=f"{name}_norm")(x)
 
 
 def deformable_detr(input_shape=(800, 800, 3), num_classes=91, backbone="resnet50",
