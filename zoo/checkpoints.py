@@ -88,6 +88,31 @@ CONV2D = Transform("conv OIHW -> HWIO", lambda a: (a.transpose(2, 3, 1, 0),),
                    lambda vs: vs[0].transpose(3, 2, 0, 1))
 
 
+def batch_norm_rows(tensor, layer):
+    """Mapping rows: the four tensors of a PyTorch BatchNorm2d -> a Keras BatchNormalization."""
+    return [(f"{tensor}.weight", (f"{layer}.gamma",), IDENTITY),
+            (f"{tensor}.bias", (f"{layer}.beta",), IDENTITY),
+            (f"{tensor}.running_mean", (f"{layer}.moving_mean",), IDENTITY),
+            (f"{tensor}.running_var", (f"{layer}.moving_variance",), IDENTITY)]
+
+
+def conv_rows(tensor, layer):
+    """Mapping row of a bias-free PyTorch Conv2d -> a Keras Conv2D kernel."""
+    return [(f"{tensor}.weight", (f"{layer}.kernel",), CONV2D)]
+
+
+def linear_rows(tensor, layer):
+    """Mapping rows of a PyTorch Linear -> a Keras Dense (kernel and bias)."""
+    return [(f"{tensor}.weight", (f"{layer}.kernel",), LINEAR),
+            (f"{tensor}.bias", (f"{layer}.bias",), IDENTITY)]
+
+
+def layer_norm_rows(tensor, layer):
+    """Mapping rows of a PyTorch LayerNorm / GroupNorm -> gamma and beta."""
+    return [(f"{tensor}.weight", (f"{layer}.gamma",), IDENTITY),
+            (f"{tensor}.bias", (f"{layer}.beta",), IDENTITY)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One checkpoint tensor, the Keras variables it fills, and the transform between them."""

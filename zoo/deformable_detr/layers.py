@@ -11,21 +11,12 @@ import tensorflow as tf
 import tf_keras as keras
 
 
-def level_sine_positions(height, width, dim, temperature=10000.0, scale=2 * np.pi):
+def level_sine_positions(height, width, dim):
     """Deformable DETR's sine positions of one level: DETR's, with the cumulative coordinate
     offset by -0.5 before normalising (pixel centres)."""
-    half = dim // 2
-    y = np.arange(1, height + 1, dtype=np.float32)[:, None].repeat(width, 1)
-    x = np.arange(1, width + 1, dtype=np.float32)[None, :].repeat(height, 0)
-    y = (y - 0.5) / (y[-1:, :] + 1e-6) * scale
-    x = (x - 0.5) / (x[:, -1:] + 1e-6) * scale
-    dim_t = temperature ** (2 * (np.arange(half) // 2) / half).astype(np.float32)
+    from edgezoo.zoo.detr.layers import sine_positions
 
-    def encode(v):
-        p = v[..., None] / dim_t
-        return np.stack([np.sin(p[..., 0::2]), np.cos(p[..., 1::2])], -1).reshape(height, width, -1)
-
-    return np.concatenate([encode(y), encode(x)], -1).reshape(height * width, dim).astype(np.float32)
+    return sine_positions(height, width, dim, offset=0.5)
 
 
 def encoder_reference_points(shapes):

@@ -8,32 +8,15 @@ built from the checkpoint's configuration; every tensor fills exactly one variab
 statistics included), and ``to_checkpoint`` writes transformers 4 names with the timm backbone.
 """
 from edgezoo.base.errors import ModelFileError
-from edgezoo.zoo.checkpoints import CONV2D, IDENTITY, LINEAR, assign, expand, export, \
-    register_checkpoint_family
+from edgezoo.zoo.checkpoints import (CONV2D, IDENTITY, assign, batch_norm_rows, conv_rows, expand,
+                                     export, layer_norm_rows, linear_rows,
+                                     register_checkpoint_family)
 
 ARCHITECTURE = "DetrForObjectDetection"
 BUFFERS = ("*.num_batches_tracked",)
 
 
-def _bn(tensor, layer):
-    return [(f"{tensor}.weight", (f"{layer}.gamma",), IDENTITY),
-            (f"{tensor}.bias", (f"{layer}.beta",), IDENTITY),
-            (f"{tensor}.running_mean", (f"{layer}.moving_mean",), IDENTITY),
-            (f"{tensor}.running_var", (f"{layer}.moving_variance",), IDENTITY)]
-
-
-def _conv(tensor, layer):
-    return [(f"{tensor}.weight", (f"{layer}.kernel",), CONV2D)]
-
-
-def _dense(tensor, layer):
-    return [(f"{tensor}.weight", (f"{layer}.kernel",), LINEAR),
-            (f"{tensor}.bias", (f"{layer}.bias",), IDENTITY)]
-
-
-def _norm(tensor, layer):
-    return [(f"{tensor}.weight", (f"{layer}.gamma",), IDENTITY),
-            (f"{tensor}.bias", (f"{layer}.beta",), IDENTITY)]
+_bn, _conv, _dense, _norm = batch_norm_rows, conv_rows, linear_rows, layer_norm_rows
 
 
 _Z = "backbone_s{s}_b{b}"

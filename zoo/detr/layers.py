@@ -8,16 +8,18 @@ from edgezoo.zoo.layers.attention import ATTENTION_KERNELS
 from edgezoo.zoo.layers.pointwise_dense import PointwiseDense
 
 
-def sine_positions(height, width, dim, temperature=10000.0, normalize=True, scale=2 * np.pi):
+def sine_positions(height, width, dim, temperature=10000.0, normalize=True, scale=2 * np.pi,
+                   offset=0.0):
     """(height * width, dim) DETR positions of an unpadded feature map: the first half encodes
     the row, the second the column, sines and cosines interleaved (DETR's
-    ``PositionEmbeddingSine``, mask all ones)."""
+    ``PositionEmbeddingSine``, mask all ones). Deformable DETR offsets the cumulative coordinate
+    by -0.5 before normalising (``offset=0.5``)."""
     half = dim // 2
     y = np.arange(1, height + 1, dtype=np.float32)[:, None].repeat(width, 1)
     x = np.arange(1, width + 1, dtype=np.float32)[None, :].repeat(height, 0)
     if normalize:
-        y = y / (y[-1:, :] + 1e-6) * scale
-        x = x / (x[:, -1:] + 1e-6) * scale
+        y = (y - offset) / (y[-1:, :] + 1e-6) * scale
+        x = (x - offset) / (x[:, -1:] + 1e-6) * scale
     dim_t = temperature ** (2 * (np.arange(half) // 2) / half).astype(np.float32)
 
     def encode(v):

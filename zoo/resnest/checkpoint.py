@@ -24,6 +24,8 @@ from edgezoo.zoo.checkpoints import (
     IDENTITY,
     LINEAR,
     _names,
+    batch_norm_rows,
+    conv_rows,
     assign,
     expand,
     export,
@@ -36,16 +38,7 @@ EXPANSION = 4  # ResNestBottleneck.expansion
 BUFFERS = ("*.num_batches_tracked",)  # BN step counters: training state, not weights
 
 
-def _bn(tensor, layer):
-    """The four tensors of a PyTorch BatchNorm2d -> the Keras BatchNormalization variables."""
-    return [(f"{tensor}.weight", (f"{layer}.gamma",), IDENTITY),
-            (f"{tensor}.bias", (f"{layer}.beta",), IDENTITY),
-            (f"{tensor}.running_mean", (f"{layer}.moving_mean",), IDENTITY),
-            (f"{tensor}.running_var", (f"{layer}.moving_variance",), IDENTITY)]
-
-
-def _conv(tensor, layer):
-    return [(f"{tensor}.weight", (f"{layer}.kernel",), CONV2D)]
+_bn, _conv = batch_norm_rows, conv_rows
 
 
 # (timm tensor, zoo variables ("layer.attr"), transform). Deep stem: conv, BN, ReLU x 3.
