@@ -20,7 +20,6 @@ import numpy as np
 
 from edgezoo.base.errors import ModelFileError
 from edgezoo.zoo.checkpoints import (
-    CONV2D,
     IDENTITY,
     LINEAR,
     _names,
