@@ -104,6 +104,9 @@ def _cpu_form_lines(report):
              ".tflite | agreement |", "|---|---|---|---|---|"]
     for form, row in c["candidates"].items():
         agree = f"{row['agreement']:.4f}" if "agreement" in row else "—"
+        if row.get("error"):
+            lines.append(f"| {form} | not run: {row['error']} | — | {row['bytes']:,} B | — |")
+            continue
         lines.append(f"| {form} | {row['median_ms']:.3f} [{min(row['ms']):.3f}, "
                      f"{max(row['ms']):.3f}] | {row['partitions']} | {row['bytes']:,} B | {agree} |")
     return lines

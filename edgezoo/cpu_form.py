@@ -24,19 +24,27 @@ def measure_latency(candidates, rounds=ROUNDS, runs=None):
     from edgezoo.edge.latency import median_ms
     from edgezoo.edge.op_latency import median_invoke_ms, seeded_interpreter, xnnpack_partitions
 
-    interpreters = {form: seeded_interpreter(data) for form, data in candidates.items()}
+    interpreters, failed = {}, {}
+    for form, data in candidates.items():
+        try:
+            interpreters[form] = seeded_interpreter(data)
+        except RuntimeError as exc:  # LiteRT's default kernels cannot prepare this form
+            failed[form] = {"error": f"LiteRT's default kernels cannot prepare it: {exc}",
+                            "ms": [], "median_ms": None, "partitions": None,
+                            "bytes": len(data)}
     counts = {}
     for form, interpreter in interpreters.items():
         one = median_ms(interpreter.invoke, runs=3, warmup=2) / 1000.0
         counts[form] = runs or int(np.clip(TIME_PER_ROUND_S / max(one, 1e-6), MIN_RUNS, MAX_RUNS))
-    out = {form: {"ms": [], "partitions": xnnpack_partitions(data), "bytes": len(data),
-                  "runs_per_round": counts[form]} for form, data in candidates.items()}
+    out = {form: {"ms": [], "partitions": xnnpack_partitions(candidates[form]),
+                  "bytes": len(candidates[form]), "runs_per_round": counts[form]}
+           for form in interpreters}
     for _ in range(rounds):
         for form, interpreter in interpreters.items():
             out[form]["ms"].append(median_invoke_ms(interpreter, counts[form]))
     for row in out.values():
         row["median_ms"] = float(np.median(row["ms"]))
-    return out
+    return {form: out.get(form) or failed[form] for form in candidates}
 
 
 def measure_agreement(candidates, x, float_outputs, task, names=None):
@@ -47,6 +55,8 @@ def measure_agreement(candidates, x, float_outputs, task, names=None):
     floats = float_outputs if isinstance(float_outputs, list) else [float_outputs]
     out = {}
     for form, data in candidates.items():
+        if data is None:  # a form the runtime could not prepare: nothing to compare
+            continue
         runner = IsolatedLiteRTRunner(data, read_tflite(data), "default")
         converted = runner.run_all_float(x, names)
         xs = runner.prepare_batch(x, names).arrays
@@ -64,7 +74,10 @@ def choose(latency, agreement, thresholds, max_latency_ms=None):
             return True
         return all(v >= getattr(thresholds, gate) for gate, v in agreement[form]["checks"].items())
 
-    order = [f for f in CPU_FORMS if f in latency]
+    order = [f for f in CPU_FORMS if f in latency and "error" not in latency[f]]
+    if not order:
+        raise RecipeError("LiteRT's default kernels cannot prepare any form of this model: "
+                          + "; ".join(f"{f}: {row['error']}" for f, row in latency.items()))
     eligible = [f for f in order if agrees(f)]
     if max_latency_ms is not None:
         eligible = [f for f in eligible if latency[f]["median_ms"] <= max_latency_ms]
@@ -99,13 +112,14 @@ def choose_cpu_form(compressed, model, data, task, thresholds, max_latency_ms=No
     if val is not None and num_samples(val.x):
         x = take(val.x, slice(0, MAX_VALIDATION))
         floats = model.predict(x, batch_size=256, verbose=0)
-        agreement = measure_agreement(candidates, x, floats if isinstance(floats, list)
+        runnable = {f: (None if "error" in latency[f] else data) for f, data in candidates.items()}
+        agreement = measure_agreement(runnable, x, floats if isinstance(floats, list)
                                       else [floats], task, names)
         chosen_on = f"{getattr(data, 'name', 'data')} validation split ({num_samples(x)} samples)"
     else:
         agreement, chosen_on = None, "latency alone: no validation data to measure agreement on"
     chosen, rule = choose(latency, agreement, thresholds, max_latency_ms)
-    rows = {f: {**latency[f], **({} if agreement is None else
+    rows = {f: {**latency[f], **({} if agreement is None or f not in agreement else
                                  {"agreement": float(agreement[f]["value"]),
                                   "measure": agreement[f]["measure"]})} for f in candidates}
     compressed.tflite = compressed.uncompressed_tflite = candidates[chosen]

@@ -124,3 +124,32 @@ def test_rpi4_int8_is_measured_and_the_chosen_form_ships(tmp_path):
     chosen = form["chosen"]
     assert compressed.report["tflite_bytes"] == rows[chosen]["bytes"] == len(compressed.tflite)
     assert compressed.candidates == {}
+
+
+def test_a_form_the_runtime_cannot_prepare_is_reported_not_chosen(monkeypatch):
+    """LiteRT's XNNPACK delegate can fail to prepare one form (seen on a trained
+    perceiver_micro's rpi4 conversion): that form is recorded with the error and left out, the
+    others are timed and one of them ships; when none can be prepared the recipe is refused."""
+    import tf_keras as keras
+
+    import edgezoo.edge.op_latency as op_latency
+    from edgezoo.cpu_form import measure_latency
+    from edgezoo.converters.quantize import convert
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    candidates = {"dynamic_int8": convert(model, "dynamic"), "float": convert(model, "none")}
+    real = op_latency.seeded_interpreter
+
+    def failing(data, seed=0):
+        if data == candidates["dynamic_int8"]:
+            raise RuntimeError("XNNPack delegate failed to prepare")
+        return real(data, seed)
+
+    monkeypatch.setattr(op_latency, "seeded_interpreter", failing)
+    latency = measure_latency(candidates, rounds=1, runs=5)
+    assert "failed to prepare" in latency["dynamic_int8"]["error"]
+    assert latency["float"]["median_ms"] > 0
+    assert choose(latency, None, DEFAULT_THRESHOLDS)[0] == "float"
+    with pytest.raises(RecipeError, match="cannot prepare any form"):
+        choose({"dynamic_int8": latency["dynamic_int8"]}, None, DEFAULT_THRESHOLDS)
