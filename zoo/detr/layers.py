@@ -154,11 +154,12 @@ class LearnedPositions2D(keras.layers.Layer):
 
     def build(self, input_shape):
         half = int(input_shape[-1]) // 2
-        init = keras.initializers.RandomUniform(0.0, 1.0)
+        # torch.rand, as the seed article initialises them; one initializer each (a shared
+        # unseeded one would give both the same values)
         self.row_embed = self.add_weight(name="row_embed", shape=(self.max_size, half),
-                                         initializer=init)
+                                         initializer=keras.initializers.RandomUniform(0.0, 1.0))
         self.col_embed = self.add_weight(name="col_embed", shape=(self.max_size, half),
-                                         initializer=init)
+                                         initializer=keras.initializers.RandomUniform(0.0, 1.0))
         super().build(input_shape)
 
     def call(self, x):
