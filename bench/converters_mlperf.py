@@ -110,7 +110,7 @@ def plot(rows, official):
     ax.axvline(0.6 * official["tflite_bytes"] / 1024, ls="--", c="gray", label="0.6 × official size")
     ax.axhline(official["agreement"], ls=":", c="gray", label="official agreement")
     ax.set_xlabel(".tflite size (KiB)")
-    ax.set_ylabel("top-1 agreement with float (512 held-out patches)")
+    ax.set_ylabel(f"top-1 agreement with float ({official['agreement_samples']:,} test patches)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     from edgezoo.base import files
