@@ -57,11 +57,15 @@ def measure_agreement(candidates, x, float_outputs, task, names=None):
     for form, data in candidates.items():
         if data is None:  # a form the runtime could not prepare: nothing to compare
             continue
-        runner = IsolatedLiteRTRunner(data, read_tflite(data), "default")
-        converted = runner.run_all_float(x, names)
-        xs = runner.prepare_batch(x, names).arrays
-        out[form] = task.measure(floats, converted, xs)
+        out[form] = runner_agreement(IsolatedLiteRTRunner(data, read_tflite(data), "default"),
+                                     x, floats, task, names)
     return out
+
+
+def runner_agreement(runner, x, floats, task, names=None):
+    """The task's measure of ``runner``'s outputs on ``x`` against the float outputs (a list)."""
+    converted = runner.run_all_float(x, names)
+    return task.measure(floats, converted, runner.prepare_batch(x, names).arrays)
 
 
 def choose(latency, agreement, thresholds, max_latency_ms=None):

@@ -44,10 +44,10 @@ def _measure(data, x, floats, task, names):
     from edgezoo.converters.tflite_model import read_tflite
     from edgezoo.edge.runners.micro import MicroRunner
 
+    from edgezoo.cpu_form import runner_agreement
+
     runner = MicroRunner(data, read_tflite(data))
-    converted = runner.run_all_float(x, names)
-    result = task.measure(floats, converted, runner.prepare_batch(x, names).arrays)
-    return result, runner.arena_bytes
+    return runner_agreement(runner, x, floats, task, names), runner.arena_bytes
 
 
 def choose_dense_layers(compressed, model, data, task, thresholds, names=None):

@@ -7,7 +7,6 @@ evaluation, so the three numbers compare.
 """
 from pathlib import Path
 
-import numpy as np
 
 from edgezoo.base.errors import DataError
 
@@ -88,5 +87,5 @@ def evaluate(path, data="shapes", runtime="keras", seed=0):
 
     predict, size = predictor(path, runtime)
     dataset = load_detection_data(data, tuple(int(s) for s in size), seed=seed)
-    result = evaluate_detector(lambda x: tuple(np.asarray(o) for o in predict(x)), dataset.test)
+    result = evaluate_detector(predict, dataset.test)
     return {"runtime": runtime, "data": dataset.name, "images": len(dataset.test), **result}

@@ -53,18 +53,28 @@ def samples_for(model, n=16, seed=0):
     return rng.uniform(0.0, 1.0, (n, *model.input_shape[1:])).astype(np.float32)
 
 
+def _stacked(outputs):
+    """One (N, -1) array of a model's outputs, several outputs side by side (detectors)."""
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return np.concatenate([np.asarray(o).reshape(len(o), -1) for o in outputs], 1)
+
+
+def _predict(model, x, **kwargs):
+    return _stacked(model.predict(x, verbose=0, **kwargs))
+
+
 def config_round_trip(model, x):
     """Rebuild from get_config, copy weights, compare outputs."""
     clone = model.__class__.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    return float(np.abs(clone.predict(x, verbose=0) - model.predict(x, verbose=0)).max())
+    return float(np.abs(_predict(clone, x) - _predict(model, x)).max())
 
 
 def keras_file_round_trip(model, x, tmp_path):
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     loaded = keras.models.load_model(path, compile=False)
-    return float(np.abs(loaded.predict(x, verbose=0) - model.predict(x, verbose=0)).max())
+    return float(np.abs(_predict(loaded, x) - _predict(model, x)).max())
 
 
 def float_tflite_rel_diff(model, x):
@@ -74,7 +84,7 @@ def float_tflite_rel_diff(model, x):
 
     data = convert(model, "none")
     runner = LiteRTRunner(data, read_tflite(data), "reference")
-    ours, theirs = runner.run(x), model.predict(x, verbose=0)
+    ours, theirs = _stacked(runner.run_all_float(x)), _predict(model, x)
     return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
 
 
@@ -94,16 +104,23 @@ def layer_config_mismatches(model):
 def batch_rel_diff(model, x):
     """Largest |one sample at a time - whole batch| relative to the largest output: a layer that
     mixes samples, or hard-codes a batch size, shows here."""
-    whole = model.predict(x, batch_size=len(x), verbose=0)
-    single = model.predict(x, batch_size=1, verbose=0)
+    whole = _predict(model, x, batch_size=len(x))
+    single = _predict(model, x, batch_size=1)
     return float(np.abs(whole - single).max() / max(np.abs(whole).max(), 1e-12))
+
+
+def _output_shape(outputs):
+    """The output's shape, or a tuple of the outputs' shapes."""
+    if isinstance(outputs, (list, tuple)):
+        return tuple(tuple(o.shape) for o in outputs)
+    return outputs.shape
 
 
 def run_graph_checks(model, tmp_path, x=None):
     """The checks about the Keras graph, for every model."""
     x = samples_for(model) if x is None else x
     return GraphCheck(
-        output_shape=model.predict(x, verbose=0).shape,
+        output_shape=_output_shape(model.predict(x, verbose=0)),
         config_max_diff=config_round_trip(model, x),
         keras_file_max_diff=keras_file_round_trip(model, x, tmp_path),
         float_tflite_rel_diff=float_tflite_rel_diff(model, x),

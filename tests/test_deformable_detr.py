@@ -119,3 +119,13 @@ def test_group_norm_against_numpy():
     expected = ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * np.linspace(0.5, 1.5, 8) \
         + np.linspace(-1, 1, 8)
     np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)
+
+
+def test_deformable_detr_micro_graph_checks(tmp_path):
+    """The shared graph checks (config and .keras round trips, batch independence, float TFLite)."""
+    from model_case import assert_graph_checks, run_graph_checks
+    from edgezoo.zoo.data.shapes import make_split
+
+    check = run_graph_checks(create_model("deformable_detr_micro"), tmp_path,
+                             x=make_split(5, 4).x)
+    assert_graph_checks(check, ((4, 10, 4), (4, 10, 4)))

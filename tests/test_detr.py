@@ -202,3 +202,17 @@ def test_backbone_against_numpy(folder, stem, block):
     expected = _resnet_np(x[0].astype(np.float64), tensors, stem, block)
     assert ours.shape == expected.shape and expected.std() > 0
     np.testing.assert_allclose(ours, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_detr_micro_graph_checks(tmp_path):
+    """The shared graph checks (config and .keras round trips, batch independence, float TFLite)."""
+    from model_case import assert_graph_checks, run_graph_checks
+
+    check = run_graph_checks(create_model("detr_micro"), tmp_path, x=_images(4))
+    assert_graph_checks(check, ((4, 10, 5), (4, 10, 4)))
+
+
+def _images(n):
+    from edgezoo.zoo.data.shapes import make_split
+
+    return make_split(5, n).x

@@ -60,11 +60,13 @@ def test_detr_loss_falls_on_a_fixed_batch():
     from edgezoo.zoo import create_model
     from edgezoo.zoo.data.shapes import make_split
     from edgezoo.zoo.detr.train import fit_detector
+    from edgezoo.zoo.training import deterministic
 
+    deterministic(0)  # the same steps whichever tests ran before in this process
     keras.utils.set_random_seed(0)
     split = make_split(3, 8)
     model = create_model("detr_micro")
-    history = fit_detector(model, split, epochs=40, batch_size=8, learning_rate=1e-3)
+    history = fit_detector(model, split, epochs=80, batch_size=8, learning_rate=1e-3)
     assert history[-1] < 0.6 * history[0], history
 
 

@@ -9,13 +9,10 @@ def cxcywh_to_xyxy(boxes):
 
 
 def box_iou(a, b):
-    """Element-wise IoU of matching normalised ``cxcywh`` boxes (same shape, last axis 4)."""
-    a, b = cxcywh_to_xyxy(a), cxcywh_to_xyxy(b)
-    lo, hi = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), -1)
-    area = lambda x: np.prod(np.clip(x[..., 2:] - x[..., :2], 0, None), -1)  # noqa: E731
-    union = area(a) + area(b) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 1.0)
+    """Element-wise IoU of matching normalised ``cxcywh`` boxes (same shape, last axis 4); two
+    empty boxes count as identical (IoU 1)."""
+    iou, union, _, _ = _iou_parts(*_pair(a, b, False))
+    return np.where(union > 0, iou, 1.0)
 
 
 def xyxy_to_cxcywh(boxes):
