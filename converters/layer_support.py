@@ -22,9 +22,11 @@ import tf_keras as keras
 from edgezoo.converters.cpu_layernorm import CpuLayerNormalization
 from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
-from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, LevelPositions,
-                                                MultiScaleDeformableAttention, QueryEmbeddings,
-                                                RefineBoxes)
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, KeepAuxiliary,
+                                                LevelPositions, MaskProposals,
+                                                MultiScaleDeformableAttention, ProposalPositions,
+                                                QueryEmbeddings, RefineBoxes, SelectProposals,
+                                                SplitHalves, StopGradient)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
                                      ObjectQueries, ZerosLike)
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
@@ -248,6 +250,23 @@ LAYER_SUPPORT = (
     _weightless(RefineBoxes, None,
                 "none yet: inverse sigmoid (LOG, DIV) then LOGISTIC; QAT refuses it",
                 "MINIMUM/MAXIMUM, LOG, DIV, ADD, LOGISTIC"),
+    _weightless(StopGradient, "PassThroughQuantizeConfig",
+                "none: an identity at inference", "nothing: the converter removes it"),
+    _weightless(KeepAuxiliary, "PassThroughQuantizeConfig",
+                "none: returns its first input",
+                "nothing: the converter prunes the auxiliary heads that feed only it"),
+    _weightless(MaskProposals, "PassThroughQuantizeConfig",
+                "none: MUL by a constant 0/1 mask, calibrated by the converter",
+                "MUL of a constant"),
+    _weightless(SelectProposals, None,
+                "none yet: top-k indices and a gather; QAT refuses it",
+                "TOPK_V2, which TFLite Micro has no kernel for (the two-stage model is a row of "
+                "MICRO_UNSUPPORTED); SELECT_V2, GATHER"),
+    _weightless(ProposalPositions, None,
+                "none yet: LOGISTIC, SIN and COS of the proposal boxes; QAT refuses it",
+                "LOGISTIC, MUL, SIN, COS, SELECT_V2 (float; after the TOPK_V2 of SelectProposals)"),
+    _weightless(SplitHalves, "PassThroughQuantizeConfig",
+                "none: two channel slices", "STRIDED_SLICE"),
     # --- layers the TFLite Micro rewrites put in a model
     _weightless(MicroTranspose, None,
                 "none: QAT has no QuantizeConfig for it yet and refuses it (TRANSPOSE keeps its "

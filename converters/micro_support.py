@@ -17,8 +17,9 @@ static op/type check against the wheel's op table) or ``run`` (TFLite Micro's
 Prepare/Invoke); ``op``: the operator named in the error; ``reason``: why.
 
 Measured with tensorflow 2.18.1 and the installed tflite-micro wheel. Every
-``*_micro`` zoo model (vit, resnest, cswin, perceiver, perceiver_io) converts
-and runs, so none is a row; paper-size models were not measured.
+other ``*_micro`` zoo model (vit, resnest, cswin, perceiver, perceiver_io, detr,
+deformable_detr and its box-refinement variant) converts and runs, so none is a
+row; paper-size models were not measured.
 """
 
 MICRO_UNSUPPORTED = (
@@ -40,6 +41,11 @@ MICRO_UNSUPPORTED = (
      "fails_at": "check", "op": "GELU",
      "reason": "tf.nn.gelu called directly is not rewritten and the converter fuses it into GELU, "
                "which TFLite Micro has no kernel for: use activation='gelu'"},
+    {"case": "model:deformable_detr_micro_two_stage", "kind": "model",
+     "name": "deformable_detr_micro_two_stage", "fails_at": "check", "op": "TOPK_V2",
+     "reason": "two-stage Deformable DETR picks its queries as the encoder's top-k proposals, and "
+               "TFLite Micro has no TOPK_V2 kernel; it runs in LiteRT (the single-stage and "
+               "box-refinement models run in TFLite Micro)"},
     {"case": "transpose:6d_no_merge", "kind": "transpose", "input_shape": [2, 2, 2, 2, 2, 2],
      "perm": [0, 2, 4, 6, 1, 3, 5], "fails_at": "run", "op": "TRANSPOSE",
      "reason": "TFLite Micro's TRANSPOSE takes at most 5-D; this permutation moves no two "
@@ -50,3 +56,8 @@ MICRO_UNSUPPORTED = (
 def unsupported_case(case):
     """The row for ``case``, or None."""
     return next((row for row in MICRO_UNSUPPORTED if row["case"] == case), None)
+
+
+def known_reasons(op):
+    """The reasons of the rows whose failing operator is ``op`` (for error messages)."""
+    return [row["reason"] for row in MICRO_UNSUPPORTED if row["op"] == op]

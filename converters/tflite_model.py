@@ -61,6 +61,20 @@ class TFLiteModel:
             table.setdefault(o.op, set()).update(o.input_types + o.output_types)
         return {k: sorted(v) for k, v in sorted(table.items())}
 
+    def float_islands(self):
+        """The ops of a quantized model that compute in float (a FLOAT32 input or output other
+        than the boundary QUANTIZE / DEQUANTIZE): ``[{op, count, layers}]``, most frequent first.
+        Empty for a float model (every op is float there: nothing is an island)."""
+        quantized = any(t in ("INT8", "INT16") for o in self.operators
+                        for t in o.input_types + o.output_types)
+        found = {}
+        for o in self.operators if quantized else ():
+            if o.op in ("QUANTIZE", "DEQUANTIZE") or "FLOAT32" not in o.input_types + o.output_types:
+                continue
+            found.setdefault(o.op, []).append(o.layer)
+        return [{"op": op, "count": len(layers), "layers": sorted(set(layers))[:5]}
+                for op, layers in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
     def readout_tensor(self):
         """Index of the tensor to compare across runtimes: the input of a final SOFTMAX, else None.
 

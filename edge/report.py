@@ -82,6 +82,11 @@ def render_markdown(report):
     lines += _tensor_lines(report)
     lines += _cpu_form_lines(report) + _breakdown_lines(report)
     lines += _recipe_lines(report)
+    islands = report.get("float_islands") or []
+    if islands:
+        lines += ["", "## Float islands (ops computing in float in a quantized model)", "",
+                  "| op | ops | layers (first 5) |", "|---|---|---|"]
+        lines += [f"| {i['op']} | {i['count']} | {', '.join(i['layers'])} |" for i in islands]
     ops = report.get("op_types") or {}
     if ops:
         lines += ["", "## Operators", "", "| op | tensor types |", "|---|---|"]

@@ -131,7 +131,8 @@ def convert_model(model, quantize, profile, samples, *, recipe=None, data=None, 
                         thresholds or DEFAULT_THRESHOLDS, recipe.max_latency_ms,
                         names=model.input_names)
     parsed = read_tflite(compressed.tflite)
-    compressed.report.update({"ops": parsed.op_names, "op_types": parsed.op_types()})
+    compressed.report.update({"ops": parsed.op_names, "op_types": parsed.op_types(),
+                              "float_islands": parsed.float_islands()})
     return compressed, parsed
 
 

@@ -39,19 +39,24 @@ def train_detector(name, data="shapes", *, epochs, learning_rate=1e-4, batch_siz
                    progress=None):
     """(trained model, data set, val mAP): a registered detector trained with the set loss."""
     from edgezoo.zoo import create_model
-    from edgezoo.zoo.detr.train import evaluate_detector, fit_detector
+    from edgezoo.zoo.registry import registered_task
+    from edgezoo.zoo.detr.train import auxiliary_trainer, evaluate_detector, fit_detector
+    from edgezoo.zoo.set_loss import DEFORMABLE_DETR_LOSS, DETR_LOSS
     from edgezoo.zoo.training import deterministic
 
     deterministic(seed)
+    sigmoid = registered_task(name) == "detection_sigmoid"
     model = create_model(name)
+    auxiliary_trainer(model)  # refuses a model it cannot train, before the data
     dataset = load_detection_data(data, model.input_shape[1:3], seed=seed)
-    classes = int(model.outputs[0].shape[-1]) - 1
+    classes = int(model.outputs[0].shape[-1]) - (0 if sigmoid else 1)
     if dataset.num_classes != classes:
         raise DataError(f"{name} predicts {classes} classes; {data} has {dataset.num_classes} "
                         f"({', '.join(dataset.classes)}): create the model with "
                         f"num_classes={dataset.num_classes}")
     fit_detector(model, dataset.train, epochs=epochs, batch_size=batch_size,
-                 learning_rate=learning_rate, seed=seed, progress=progress)
+                 learning_rate=learning_rate, seed=seed, progress=progress,
+                 loss=DEFORMABLE_DETR_LOSS if sigmoid else DETR_LOSS)
     val = evaluate_detector(lambda x: model.predict(x, batch_size=64, verbose=0), dataset.val)
     return model, dataset, val
 

@@ -118,6 +118,7 @@ def test_detr_micro_runs_full_int8_in_tflite_micro_within_the_board():
     result = compress(model, Recipe(target="stm32h743"), calibration=images[:48], micro=True)
     parsed = read_tflite(result.tflite)
     assert {t for types in parsed.op_types().values() for t in types} <= {"INT8", "INT32"}
+    assert parsed.float_islands() == []
     report = verify(result.tflite, parsed, get_profile("stm32h743"), images[48:],
                     float_outputs=model.predict(images[48:], verbose=0), task="detection")
     assert report["checks"]["micro_vs_reference_per_op"]["passed"]

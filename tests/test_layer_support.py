@@ -25,9 +25,11 @@ from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDense, StochasticDepth, TokenSelect
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
-from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, LevelPositions,
-                                                MultiScaleDeformableAttention, QueryEmbeddings,
-                                                RefineBoxes)
+from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, KeepAuxiliary,
+                                                LevelPositions, MaskProposals,
+                                                MultiScaleDeformableAttention, ProposalPositions,
+                                                QueryEmbeddings, RefineBoxes, SelectProposals,
+                                                SplitHalves, StopGradient)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
                                      ObjectQueries, ZerosLike)
 from edgezoo.zoo.resnest.layers import RadixSoftmax, RadixSum
@@ -74,6 +76,14 @@ BUILDERS = {
     "QueryEmbeddings": lambda: _tokens(QueryEmbeddings(3, 8)),
     "RefineBoxes": lambda: ([keras.Input((3, 4)), keras.Input((3, 2))],
                             lambda ins, layer=RefineBoxes(): layer(ins)),
+    "StopGradient": lambda: _tokens(StopGradient()),
+    "KeepAuxiliary": lambda: ([keras.Input((3, 4)), keras.Input((3, 4))],
+                              lambda ins, layer=KeepAuxiliary(): layer(ins)),
+    "MaskProposals": lambda: _tokens(MaskProposals([(1, 4), (1, 1)]), n=5),
+    "SelectProposals": lambda: ([keras.Input((5, 3)), keras.Input((5, 4))],
+                                lambda ins, layer=SelectProposals([(1, 4), (1, 1)], 2): layer(ins)),
+    "ProposalPositions": lambda: _on((3, 4), ProposalPositions(8)),
+    "SplitHalves": lambda: _tokens(SplitHalves()),
     "MicroTranspose": lambda: _on((2, 3, 4, 5, 6), MicroTranspose([0, 1, 3, 2, 4, 5])),
     "Activation(micro_gelu)": lambda: _on((4,), L.Activation(micro_gelu)),
     **{f"Activation(micro_{name})": (lambda fn=fn: _on((4,), L.Activation(fn)))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgezoo.converters.micro_support import known_reasons
 from edgezoo.edge.micro_ops import MICRO_UNSUPPORTED_TYPES, micro_op_table, runtime_library
 from edgezoo.edge.runners.base import Batch, Runner, read_npz_list
 from edgezoo.base.errors import RuntimeFailure, UnsupportedOpsError
@@ -49,9 +50,11 @@ def static_problems(model):
                                        "with every dimension fixed"})
     for op in model.operators:
         if op.op not in table:
+            known = known_reasons(op.op)  # a measured case of MICRO_UNSUPPORTED says why
             problems.append({"op": op.op, "types": sorted(set(op.input_types + op.output_types)),
                              "layer": op.layer, "index": op.index,
-                             "reason": f"TFLite Micro has no {op.op} kernel"})
+                             "reason": f"TFLite Micro has no {op.op} kernel"
+                                       + "".join(f" ({r})" for r in known)})
             continue
         bad = sorted(t for t in set(op.input_types + op.output_types) if t in MICRO_UNSUPPORTED_TYPES)
         if op.input_types[:1] == ("FLOAT32",) and "INT8" in op.input_types[1:2]:

@@ -1,5 +1,6 @@
 """Deformable DETR's own layers: multi-scale deformable attention, the level positions, the
-encoder's reference points, the learned queries and the box refinement of the heads.
+encoder's reference points, the learned queries, the box refinement of the heads, and the
+two-stage model's encoder proposals.
 
 Bilinear sampling is built from GATHER (indices from FLOOR and CAST) and arithmetic, never a
 custom op: each sampling point reads the four pixels around it, a pixel outside the map gets
@@ -123,9 +124,10 @@ class RefineBoxes(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="edgezoo")
 class MultiScaleDeformableAttention(keras.layers.Layer):
-    """[queries (B, Q, D) (positions added), values (B, sum H*W, D), reference points (B, Q, 2)]
-    -> (B, Q, D): each head samples ``num_points`` points per level around the reference point
-    (offsets in pixels of that level), weighted by a softmax over all levels' points."""
+    """[queries (B, Q, D) (positions added), values (B, sum H*W, D), reference points (B, Q, 2)
+    or boxes (B, Q, 4)] -> (B, Q, D): each head samples ``num_points`` points per level around
+    the reference point (offsets in pixels of that level; for a box, in units of half its size
+    over ``num_points``), weighted by a softmax over all levels' points."""
 
     def __init__(self, shapes, num_heads=8, num_points=4, **kwargs):
         super().__init__(**kwargs)
@@ -181,12 +183,17 @@ class MultiScaleDeformableAttention(keras.layers.Layer):
         weights = tf.nn.softmax(tf.reshape(self.attention_weights(query),
                                            [-1, q, heads, levels * points]), -1)
         weights = tf.transpose(weights, [0, 2, 1, 3])  # (B, H, Q, L*P)
-        # the reference point of each query, once per sampling point: (B, 1, Q*P, 2)
-        ref = tf.reshape(tf.tile(reference[:, :, None, :], [1, 1, points, 1]), [-1, 1, q * points, 2])
+        # the reference point (or box) of each query, once per sampling point: (B, 1, Q*P, 2|4)
+        coords = int(reference.shape[-1])
+        ref = tf.reshape(tf.tile(reference[:, :, None, :], [1, 1, points, 1]),
+                         [-1, 1, q * points, coords])
+        if coords == 4:  # a box: offsets scale with its size, 0.5 x size / points per unit
+            ref, size = ref[..., :2], ref[..., 2:] * (0.5 / points)
         out, start = 0.0, 0
         for level, (h, w) in enumerate(self.shapes):
-            step = offsets[..., level * points * 2 : (level + 1) * points * 2]
-            loc = ref + tf.reshape(step, [-1, heads, q * points, 2]) / tf.constant([w, h], query.dtype)
+            step = tf.reshape(offsets[..., level * points * 2 : (level + 1) * points * 2],
+                              [-1, heads, q * points, 2])
+            loc = ref + (step * size if coords == 4 else step / tf.constant([w, h], query.dtype))
             loc = tf.reshape(loc, [-1, q * points, 2])  # (B*H, Q*P, 2)
             x = loc[..., 0] * w - 0.5
             y = loc[..., 1] * h - 0.5
@@ -237,3 +244,123 @@ class GroupNorm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups, "epsilon": self.epsilon}
+
+
+# A proposal outside (0.01, 0.99) gets this logit where the reference sets +inf: its sigmoid is
+# exactly 1.0 in float32 as inf's is, and it stays finite for the converter.
+OUTSIDE_LOGIT = 20.0
+
+
+def encoder_proposals(shapes):
+    """The two-stage model's fixed proposal of every token, in token order: inverse-sigmoid
+    (cx, cy, w, h) of its pixel centre with side 0.05 x 2^level (N, 4), and whether all four
+    lie in (0.01, 0.99) (N,) -- tokens outside are masked, as in the reference."""
+    centres = encoder_reference_points(shapes)
+    sides = np.concatenate([np.full((h * w, 2), 0.05 * 2.0 ** k) for k, (h, w) in enumerate(shapes)])
+    boxes = np.concatenate([centres, sides], -1)
+    valid = np.all((boxes > 0.01) & (boxes < 0.99), -1)
+    logits = np.where(valid[:, None], np.log(boxes / (1 - boxes)), OUTSIDE_LOGIT)
+    return logits.astype(np.float32), valid
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class MaskProposals(keras.layers.Layer):
+    """(B, N, D) encoder output -> the same with the tokens whose proposal is masked set to 0."""
+
+    def __init__(self, shapes, **kwargs):
+        super().__init__(**kwargs)
+        self.shapes = _shapes(shapes)
+
+    def call(self, x):
+        valid = encoder_proposals(self.shapes)[1].astype(np.float32)
+        return x * tf.constant(valid[None, :, None], x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "shapes": self.shapes}
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class SelectProposals(keras.layers.Layer):
+    """[proposal class logits (B, N, C), box deltas (B, N, 4)] -> the ``k`` proposals scoring
+    highest on the first class, as box logits (B, k, 4): delta + the token's fixed proposal,
+    ``OUTSIDE_LOGIT`` where it is masked; no gradient flows back through them (as the
+    reference's ``detach``). Top-k is TOPK_V2, which TFLite Micro has no kernel for."""
+
+    def __init__(self, shapes, k, **kwargs):
+        super().__init__(**kwargs)
+        self.shapes, self.k = _shapes(shapes), int(k)
+
+    def call(self, inputs):
+        logits, delta = inputs
+        fixed, valid = encoder_proposals(self.shapes)
+        coords = tf.where(tf.constant(valid[None, :, None]), delta + tf.constant(fixed[None]),
+                          tf.constant(OUTSIDE_LOGIT, delta.dtype))
+        top = tf.math.top_k(logits[..., 0], self.k).indices
+        return tf.stop_gradient(tf.gather(coords, top, batch_dims=1))
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([input_shape[0][0], self.k, 4])
+
+    def get_config(self):
+        return {**super().get_config(), "shapes": self.shapes, "k": self.k}
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class ProposalPositions(keras.layers.Layer):
+    """(B, k, 4) box logits -> (B, k, 2 dim) sine embeddings, ``dim // 2`` per coordinate p of
+    sigmoid(box) x 2 pi: [sin(p / t_0), cos(p / t_0), sin(p / t_1), cos(p / t_1), ...] with
+    t_i = temperature^(2 i / (dim // 2)) (``dim``: d_model)."""
+
+    def __init__(self, dim, temperature=10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.temperature = int(dim), float(temperature)
+
+    def call(self, boxes):
+        feats = self.dim // 2
+        t = self.temperature ** (2 * (np.arange(feats) // 2) / feats)
+        p = tf.sigmoid(boxes)[..., None] * (2 * np.pi) / tf.constant(t, boxes.dtype)  # (B, k, 4, F)
+        even = tf.constant(np.arange(feats) % 2 == 0)
+        pos = tf.where(even, tf.sin(p), tf.cos(p))
+        return tf.reshape(pos, [-1, boxes.shape[1], 4 * feats])
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape([input_shape[0], input_shape[1], 4 * (self.dim // 2)])
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "temperature": self.temperature}
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class SplitHalves(keras.layers.Layer):
+    """(..., 2 D) -> [first D, last D] channels."""
+
+    def call(self, x):
+        d = x.shape[-1] // 2
+        return [x[..., :d], x[..., d:]]
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape[:-1] + [input_shape[-1] // 2])
+        return [shape, shape]
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class StopGradient(keras.layers.Layer):
+    """Identity with no gradient: box refinement feeds each layer's boxes to the next as
+    reference points without back-propagating through them (the reference's ``detach``)."""
+
+    def call(self, x):
+        return tf.stop_gradient(x)
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class KeepAuxiliary(keras.layers.Layer):
+    """[x, aux_1, ...] -> x. The auxiliary class heads of the intermediate decoder layers (box
+    refinement trains one per layer) feed nothing at inference; passing their outputs here keeps
+    them in the functional graph, so their weights are the model's, checkpoints round-trip and
+    training reads their outputs. The converter drops the unused branches."""
+
+    def call(self, inputs):
+        return inputs[0]
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape[0])

@@ -103,6 +103,29 @@ def _version(tensors):
     raise ModelFileError("not a DETR checkpoint: no attention projections (o_proj / out_proj) found")
 
 
+def hf_backbone_names(tensors):
+    """The tensors with transformers 5's saved names of an HF ResNet backbone
+    (``model.backbone.conv_encoder.model.embedder`` / ``.encoder``, what ``save_pretrained``
+    writes) under the module names (``model.backbone.model.…``); timm names stay."""
+    old, new = "model.backbone.conv_encoder.model.", "model.backbone.model."
+    return {(new + n[len(old):] if n.startswith(old) and
+             n[len(old):].startswith(("embedder.", "encoder.")) else n): v
+            for n, v in tensors.items()}
+
+
+def backbone_config(model):
+    """The config keys of a zoo ResNet backbone as transformers' timm backbone."""
+    blocks = _blocks(model)
+    depths = [sum(1 for s, _, _ in blocks if s == k) for k in sorted({s for s, _, _ in blocks})]
+    widths = [int(model.get_layer(f"backbone_s{k}_b0_conv1").filters) for k in range(1, len(depths) + 1)]
+    if int(model.get_layer("backbone_stem_conv").filters) != 64:
+        raise ModelFileError("timm's ResNet stem is 64 wide; this model's is not")
+    return dict(use_timm_backbone=True,
+                backbone="resnet101" if depths == [3, 4, 23, 3] else "resnet50",
+                backbone_kwargs={"channels": widths, "layers": depths,
+                                 "out_indices": list(range(max(len(depths) - 2, 1), len(depths) + 1))})
+
+
 def detr_kwargs_from_hf(config):
     """Zoo ``detr`` keywords from an HF DetrConfig (timm or HF ResNet backbone)."""
     if config.get("position_embedding_type", "sine") != "sine":
@@ -147,6 +170,7 @@ def load_hf_detr(config, tensors, **overrides):
     from edgezoo.zoo.detr.model import detr
 
     kwargs, timm_backbone = detr_kwargs_from_hf(config)
+    tensors = hf_backbone_names(tensors)
     wanted_queries = overrides.get("num_queries", kwargs["num_queries"])
     if wanted_queries != kwargs["num_queries"]:
         raise ModelFileError(f"the checkpoint has {kwargs['num_queries']} object queries; "
@@ -166,19 +190,14 @@ def export_hf_detr(model):
         return None
     encoder = sum(1 for n in layers if n.startswith("encoder") and n.endswith("_attn_norm"))
     decoder = sum(1 for n in layers if n.startswith("decoder") and n.endswith("_self_attn_norm"))
-    blocks = _blocks(model)
-    depths = [sum(1 for s, _, _ in blocks if s == k) for k in sorted({s for s, _, _ in blocks})]
-    widths = [int(model.get_layer(f"backbone_s{k}_b0_conv1").filters) for k in range(1, len(depths) + 1)]
-    if int(model.get_layer("backbone_stem_conv").filters) != 64:
-        raise ModelFileError("timm's ResNet stem is 64 wide; this model's is not")
+    backbone = backbone_config(model)
+    backbone["backbone_kwargs"]["out_indices"] = [4]  # DETR reads the last stage only
     attn = model.get_layer("encoder0_attn")
     d = int(model.get_layer("input_projection").filters)
     labels = int(model.get_layer("logits").units) - 1
     config = dict(
-        architectures=[ARCHITECTURE], model_type="detr", use_timm_backbone=True,
-        backbone="resnet101" if depths == [3, 4, 23, 3] else "resnet50",
-        backbone_kwargs={"channels": widths, "layers": depths, "out_indices": [4]},
-        d_model=d, encoder_layers=encoder, decoder_layers=decoder,
+        architectures=[ARCHITECTURE], model_type="detr", **backbone, d_model=d,
+        encoder_layers=encoder, decoder_layers=decoder,
         encoder_attention_heads=attn.num_heads, decoder_attention_heads=attn.num_heads,
         encoder_ffn_dim=int(model.get_layer("encoder0_ffn_fc1").units),
         decoder_ffn_dim=int(model.get_layer("encoder0_ffn_fc1").units),

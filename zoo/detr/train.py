@@ -27,11 +27,20 @@ def with_auxiliary_outputs(model):
     return keras.Model(model.inputs, outputs + list(model.outputs), name=f"{model.name}_aux")
 
 
+def auxiliary_trainer(model):
+    """The model with every decoder layer's outputs: DETR's or Deformable DETR's heads."""
+    if "decoder_norm" in {layer.name for layer in model.layers}:
+        return with_auxiliary_outputs(model)
+    from edgezoo.zoo.deformable_detr.train import with_auxiliary_outputs as deformable
+
+    return deformable(model)
+
+
 def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, seed=0,
                  loss=DETR_LOSS, progress=None):
     """Train ``model`` in place on ``split`` (``x`` images, ``y`` per-image (n, 5) targets) with
     the set loss on every decoder layer. Returns the mean loss of each epoch."""
-    trainer = with_auxiliary_outputs(model)
+    trainer = auxiliary_trainer(model)
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=WEIGHT_DECAY,
                                        global_clipnorm=CLIP_NORM)
     x, targets = np.asarray(split.x, np.float32), split.y
@@ -56,11 +65,22 @@ def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, see
     return history
 
 
-def evaluate_detector(predict, split, scoring="softmax"):
-    """COCO mAP (pycocotools) of ``predict(x) -> (logits, boxes)`` on ``split``."""
+def evaluate_detector(predict, split, scoring=None):
+    """COCO mAP (pycocotools) of ``predict(x) -> (logits, boxes)`` on ``split``. ``scoring``
+    None: softmax with a no-object logit (DETR) or sigmoid (Deformable DETR), read from the
+    logits' width against the split's classes."""
+    from edgezoo.base.errors import DataError
     from edgezoo.zoo.coco_eval import coco_map, detections_from_outputs
 
     logits, boxes = predict(np.asarray(split.x, np.float32))
+    classes = len(split.coco["categories"])
+    if scoring is None:
+        widths = {classes + 1: "softmax", classes: "sigmoid"}
+        if logits.shape[-1] not in widths:
+            raise DataError(f"the detector predicts {logits.shape[-1]} logits a query; the data "
+                            f"has {classes} classes (DETR predicts {classes + 1}, Deformable "
+                            f"DETR {classes})")
+        scoring = widths[logits.shape[-1]]
     ids = [im["id"] for im in split.coco["images"]]
     rows = detections_from_outputs(logits, boxes, ids, split.x.shape[1:3], scoring)
     return coco_map(split.coco, rows, split.x.shape[1:3])
