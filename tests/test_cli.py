@@ -163,6 +163,7 @@ def test_train_saves_a_model_that_records_its_input_range(tmp_path, capsys):
     assert (contract.low, contract.high) == (0.0, 1.0)
 
 
+@pytest.mark.slow  # about 100 s; same-seed bytes by default: test_demo, test_recipe
 def test_convert_with_a_recipe_is_byte_identical(tmp_path, digits32):
     """Same recipe, model and data: the same .tflite and C array, and a report that says how
     (on 400 digits: a 60/20/20 split of the file, so fine-tuning and checks stay short)."""

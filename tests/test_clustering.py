@@ -118,7 +118,9 @@ def test_preserve_sparsity_keeps_zeros(trained, digits8):
     assert not all(np.all(lost.get_layer(n).kernel.numpy()[m] == 0.0) for n, m in masks.items())
     tflite = convert(kept, "int8", digits8.train.x[:100], micro=True)
     sparsity = sparsity_by_layer(tflite)
-    assert sparsity["conv1"] >= 0.45 and sparsity["relu2"] >= 0.45, sparsity
+    # Every zeroed weight stays zero through conversion (the converter names conv2 by its fused ReLU).
+    assert sparsity["conv1"] >= masks["conv1"].mean(), (sparsity, masks["conv1"].mean())
+    assert sparsity["relu2"] >= masks["conv2"].mean(), (sparsity, masks["conv2"].mean())
     assert all(int(w.unique_per_channel().max()) <= 8 for w in constant_weights(tflite)
                if w.layer in ("conv1", "relu2"))
 

@@ -27,6 +27,7 @@ def trained(digits8):
     return model
 
 
+@pytest.mark.slow  # about 40 s; each step alone and prune + cluster together run by default
 def test_prune_cluster_qat_lut_in_one_recipe(trained, digits8):
     recipe = Recipe(prune=0.5, prune_schedule="constant", cluster=8, qat=True, finetune_epochs=3,
                     learning_rate=3e-4, target="nrf52840")

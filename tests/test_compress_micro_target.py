@@ -272,6 +272,7 @@ def test_qat_fold_check_reads_the_model_at_hand():
     check_qat(stripped)  # no RecipeError
 
 
+@pytest.mark.slow  # about 35 s; prune and cluster for the board run by default one by one
 def test_the_readme_prune_and_cluster_command_for_nrf52840(vit, digits16, tmp_path, capsys):
     """``edgezoo convert FILE --prune 0.5 --cluster 8 --finetune-epochs 1 --target nrf52840``
     (in-process): it used to end in a "Graph disconnected" traceback after fine-tuning. Now it

@@ -39,6 +39,7 @@ def vit():
     return model, x
 
 
+@pytest.mark.slow  # about 100 s (five conversions); the layer itself runs by default above
 def test_rewrite_keeps_outputs_and_xnnpack_partitions_fall(vit):
     model, x = vit
     rewritten = layernorm_for_xnnpack(model)

@@ -112,7 +112,8 @@ def test_variant_heads_are_not_interchangeable(tmp_path):
         from_checkpoint(folder, input_shape=(64, 64, 3))
 
 
-@pytest.mark.parametrize("tag", ["refine_v4", "two_stage_v4"])
+@pytest.mark.parametrize("tag", [  # refine_v4's names are a subset of two_stage_v4's: slow suite
+    pytest.param("refine_v4", marks=pytest.mark.slow), "two_stage_v4"])
 def test_variants_write_back_a_transformers4_state_dict(tag, tmp_path):
     """``to_checkpoint`` writes every name a transformers 4 state_dict of the reference holds
     (backbone aside: it writes timm's, whose stem is 64 wide) and reads back bit for bit."""
@@ -249,6 +250,7 @@ def test_bad_requests_are_refused(tmp_path):
         train_detector("deformable_detr_micro_two_stage", epochs=1)
 
 
+@pytest.mark.slow  # about 80 s on 2 cores; the set loss and its heads: test_set_loss
 def test_box_refinement_trains_every_layers_heads():
     """The auxiliary outputs of the refinement model are each decoder layer's own heads, and
     the focal set loss on all of them falls on a fixed batch."""
@@ -294,8 +296,10 @@ def test_group_norm_against_numpy():
     np.testing.assert_allclose(layer(x).numpy(), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["deformable_detr_micro", "deformable_detr_micro_refine",
-                                  "deformable_detr_micro_two_stage"])
+@pytest.mark.parametrize("name", [  # the variants: 60-80 s each, slow suite; by default their
+    "deformable_detr_micro",          # outputs against the reference checkpoints (above)
+    pytest.param("deformable_detr_micro_refine", marks=pytest.mark.slow),
+    pytest.param("deformable_detr_micro_two_stage", marks=pytest.mark.slow)])
 def test_deformable_detr_micro_graph_checks(name, tmp_path):
     """The shared graph checks (config and .keras round trips, batch independence, float TFLite
     in LiteRT: the two-stage model's TOPK_V2 included)."""

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.parametrize("strategy, replicas", [
     pytest.param("mirrored", 2, marks=pytest.mark.slow),  # about 40 s
-    ("multiworker", 1)])
+    pytest.param("multiworker", 1, marks=pytest.mark.slow)])  # about 40 s
 def test_train_with_a_strategy(tmp_path, strategy, replicas):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}  # multiworker: one local worker
     proc = subprocess.run(

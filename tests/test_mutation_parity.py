@@ -21,7 +21,7 @@ from edgezoo.edge.pytest_plugin import EdgeCheck
 from edgezoo.base.errors import EdgezooError
 
 MUTANTS = 200
-SAMPLE = 24  # the default run: a seeded sample of the 200 (about 30 s on 2 cores)
+SAMPLE = 24  # a seeded sample of the 200 (about 30 s on 2 cores)
 BOARDS = ("rpi4", "nrf52840")  # LiteRT (XNNPACK ships) and TFLite Micro (KWS's arena fits)
 HEAD = 8 * 1024
 TRACEBACK = "Traceback (most recent call last)"
@@ -113,6 +113,7 @@ def _check_counts(counts, n):
     assert "passed" in outcomes and outcomes - {"passed", "passed, with a note"}  # and failures
 
 
+@pytest.mark.slow  # about 35 s; by default: the refusal parity and the disagreement control below
 def test_cli_and_plugin_agree_on_a_sample_of_mutants(kws, tmp_path, capfd):
     indices = sorted(np.random.default_rng(7).choice(MUTANTS, SAMPLE, replace=False).tolist())
     _check_counts(run_parity(kws, tmp_path, capfd, indices), SAMPLE)

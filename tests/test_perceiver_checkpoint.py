@@ -145,6 +145,7 @@ def test_to_checkpoint_round_trips_bit_for_bit(model, tmp_path):
     assert max_error(from_checkpoint(folder), reference) == max_error(model, reference)
 
 
+@pytest.mark.slow  # about 25 s; the micro checkpoint's round trip runs by default
 def test_perceiver_io_writes_the_hf_full_size_layout(tmp_path):
     """The zoo's paper-size perceiver_io is deepmind/vision-perceiver-fourier's size: its
     checkpoint has exactly HF's tensor names and shapes and loads back bit for bit (~25 s)."""

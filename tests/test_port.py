@@ -282,6 +282,8 @@ def _check_agreement(report):
     assert agreement["value"] >= 0.98 and "test split" in agreement["inputs"]
 
 
+@pytest.mark.slow  # about 55 s with its training; a checkpoint through convert by default:
+# test_convert_reads_a_checkpoint_and_reports_it
 def test_trained_checkpoint_converts_for_nrf52840(trained_checkpoint, tmp_path, capsys):
     code, stdout, err = _main(capsys, "convert", trained_checkpoint, "--target", "nrf52840",
                               "--calib", "digits", "--out", tmp_path / "nrf")
@@ -292,6 +294,7 @@ def test_trained_checkpoint_converts_for_nrf52840(trained_checkpoint, tmp_path, 
     assert report["fits"] is True and report["quantize"] == "int8"
 
 
+@pytest.mark.slow  # about 85 s; the rpi4 form choice by default: test_cpu_form
 def test_ported_checkpoint_converts_for_rpi4(trained_checkpoint, tmp_path, capsys):
     """Through ``edgezoo port`` first: the .keras file carries the preprocessing and the input
     range to convert. The int8 model meets the agreement gate in LiteRT's default kernels

@@ -54,6 +54,7 @@ def test_focal_loss_by_hand():
     assert float(parts["class"]) == pytest.approx((alpha * ce * (1 - p_t) ** 2).sum() / 2, rel=1e-5)
 
 
+@pytest.mark.slow  # about 65 s; by default the set loss trains in test_cli_trains_and_evaluates_a_detector
 def test_detr_loss_falls_on_a_fixed_batch():
     import tf_keras as keras
 

@@ -8,7 +8,10 @@ ATTENTION_KERNELS = {}
 
 
 def register_attention(name):
-    """Register ``fn(q, k, v, dropout, training) -> context`` over (B, H, N, Dh) tensors."""
+    """Register ``fn(q, k, v, dropout, training) -> context`` over (B, H, N, Dh) tensors.
+
+    A kernel also takes (B, N, D) tensors: one-head attention passes them unsplit.
+    """
 
     def wrap(fn):
         ATTENTION_KERNELS[name] = fn

@@ -69,9 +69,14 @@ class CrossAttention(keras.layers.Layer):
     def call(self, inputs, training=None):
         queries, kv = inputs
         nq, nkv = queries.shape[1], kv.shape[1]
-        q = self._split(self.query(queries), nq)
-        k = self._split(self.key(kv), nkv)
-        v = self._split(self.value(kv), nkv)
+        q, k, v = self.query(queries), self.key(kv), self.value(kv)
+        if self.num_heads == 1:
+            # One head attends over (B, N, C) as it is. Splitting it anyway gives size-1 transposes
+            # that the TF Lite converter folds, with the trailing reshape, into one 4-D-input
+            # FULLY_CONNECTED whose declared output rank is wrong once a non-zero bias is fused
+            # (seen on perceiver_io_micro's decoder: the next MEAN fails to prepare).
+            return self.out(ATTENTION_KERNELS[self.attention](q, k, v, self.dropout, training))
+        q, k, v = self._split(q, nq), self._split(k, nkv), self._split(v, nkv)
         context = ATTENTION_KERNELS[self.attention](q, k, v, self.dropout, training)
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, nq, self.value.units])
         return self.out(context)
