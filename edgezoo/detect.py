@@ -9,30 +9,9 @@ from pathlib import Path
 
 
 from edgezoo.base.errors import DataError
+from edgezoo.zoo.data.detection import load_detection_data
 
 RUNTIMES = ("keras", "litert", "tflite-micro")
-
-
-def load_detection_data(source, image_size, *, seed=0, drop_invalid=False):
-    """``shapes`` at the model's image size, or a folder of train/val/test COCO folders."""
-    from edgezoo.zoo.data.coco import load_coco_folder
-    from edgezoo.zoo.data.shapes import DetectionDataset, load_shapes
-
-    h, w = image_size
-    if source == "shapes":
-        if h != w:
-            raise DataError(f"the shapes set has square images; the model takes {w}x{h}")
-        return load_shapes(h, seed=seed)
-    folder = Path(source)
-    missing = [s for s in ("train", "val", "test") if not (folder / s / "annotations.json").is_file()]
-    if missing:
-        raise DataError(f"{folder}: detection data is 'shapes' or a folder with train/, val/ and "
-                        f"test/ COCO folders (annotations.json + images/); missing: "
-                        f"{', '.join(missing)}")
-    splits = [load_coco_folder(folder / s, (h, w), drop_invalid=drop_invalid)
-              for s in ("train", "val", "test")]
-    names = tuple(c["name"] for c in splits[0].coco["categories"])
-    return DetectionDataset(folder.name, *splits, names, source=f"COCO folders in {folder}")
 
 
 def train_detector(name, data="shapes", *, epochs, learning_rate=1e-4, batch_size=16, seed=0,

@@ -116,7 +116,7 @@ def _test_tflite(path, target, samples, seed, profiles, float_model, data, input
     from edgezoo.edge.verification import lut_compressed, random_inputs, verify
     from edgezoo.zoo.data import DATASETS
     from edgezoo.zoo.data.contract import user_contract
-    from edgezoo.zoo.data.sources import load_for_model
+    from edgezoo.zoo.data.sources import is_named, load_for_model
 
     from edgezoo.cli.stages import stage
 
@@ -126,7 +126,8 @@ def _test_tflite(path, target, samples, seed, profiles, float_model, data, input
     shape = tuple(model.inputs[0].shape[1:])
     if float_model is not None and data is None:
         raise DataError("comparing with the float model needs data it meets: pass --data (a data "
-                        f"set: {', '.join(DATASETS)}, or a .npy/.npz file of inputs)")
+                        f"set: {', '.join(DATASETS)}, shapes or a folder of COCO folders for a detector, or a "
+                        ".npy/.npz file of inputs)")
     if float_model is not None:
         stage(f"loading the float model {float_model}")
     reference = (FloatReference(float_model, trust_model_code) if float_model is not None
@@ -148,7 +149,7 @@ def _test_tflite(path, target, samples, seed, profiles, float_model, data, input
         dataset = load_for_model(data, shape, contract, split=False,
                                  num_classes=out_shape[-1] if len(out_shape) == 2 else None)
         x, labels = dataset.test.x, dataset.test.y
-        inputs = (f"{data} test split ({len(x)} samples)" if data in DATASETS
+        inputs = (f"{data} test split ({len(x)} samples)" if is_named(data)
                   else f"{Path(str(data)).name} ({len(x)} samples)")
         report["data"] = {"name": dataset.name, "source": dataset.source, "evaluated_on": "test"}
     else:

@@ -90,3 +90,27 @@ def test_cli_trains_and_evaluates_a_detector(tmp_path, capsys, monkeypatch):
     assert 0.0 <= result["mAP50"] <= 1.0 and set(result) >= {"mAP", "mAP_small", "mAP_large"}
     assert main(["eval", str(tmp_path / "detr_micro.keras"), "--data", str(tmp_path)]) == 2
     assert "train/, val/ and test/ COCO folders" in capsys.readouterr().err
+    # convert and test take the same data: its train images calibrate, its test images measure
+    # the detection agreement (a one-epoch model: the verdict may fail, the run must complete)
+    code = main(["convert", str(tmp_path / "detr_micro.keras"), "--calib", "shapes",
+                 "--target", "stm32h743", "--out", str(tmp_path / "int8")])
+    err = capsys.readouterr().err
+    assert code in (0, 1), err
+    report = json.loads((tmp_path / "int8" / "report.json").read_text())
+    assert report["data"]["name"] == "shapes" and report["data"]["test"] == 16, report["data"]
+    assert report["data"]["train"] == 32 and report["task"] == "detection"
+    origin = report["input_contract"]["origin"]  # the range edgezoo train recorded
+    assert origin == "recorded in detr_micro.keras (edgezoo train on shapes)"
+    assert report["checks"]["micro_vs_reference_per_op"]["passed"], report["checks"]
+    code = main(["test", str(tmp_path / "int8" / "model.tflite"), "--target", "stm32h743",
+                 "--float", str(tmp_path / "detr_micro.keras"), "--data", "shapes", "--json"])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    tested = json.loads(out)
+    assert tested["inputs"] == "shapes test split (16 samples)" and tested["task"] == "detection"
+    assert tested["checks"]["micro_vs_reference_per_op"]["passed"], tested["checks"]
+    # a grayscale classifier cannot take the RGB shapes images: one clear line, before any work
+    assert main(["convert", "vit_micro", "--calib", "shapes", "--target", "nrf52840",
+                 "--out", str(tmp_path / "gray")]) == 2
+    err = capsys.readouterr().err
+    assert "shapes holds RGB images (H, W, 3)" in err and not (tmp_path / "gray").exists()

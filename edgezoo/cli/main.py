@@ -62,6 +62,7 @@ def _train_detector(args):
 
     from edgezoo.base import files
     from edgezoo.detect import train_detector
+    from edgezoo.zoo.data.contract import InputContract, record_in_keras_file
 
     def progress(epoch, loss):
         print(f"epoch {epoch + 1}/{args.epochs}: set loss {loss:.4f}", flush=True)
@@ -69,8 +70,9 @@ def _train_detector(args):
     model, data, val = train_detector(args.model, args.data, epochs=args.epochs,
                                       learning_rate=args.lr, seed=args.seed, progress=progress)
     out = Path(args.out) / f"{args.model}.keras"
-    with files.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:  # the images' range as trained, for convert and test
         model.save(tmp)
+        record_in_keras_file(tmp, InputContract(*data.value_range, f"edgezoo train on {data.name}"))
     print(f"saved {out} (validation mAP {val['mAP']:.4f}, mAP@0.5 {val['mAP50']:.4f} on "
           f"{len(data.val)} {data.name} images)")
 
@@ -363,7 +365,8 @@ def build_parser():
     s.add_argument("--quantize", choices=["int8", "int16x8", "float16", "dynamic", "none"])
     s.add_argument("--target", help="device profile, e.g. nrf52840")
     s.add_argument("--calib",
-                   help="data: a data set (digits, natural_patches, natural_patch_grid) or a "
+                   help="data: a data set (digits, natural_patches, natural_patch_grid; for "
+                        "detectors shapes or a folder of train/val/test COCO folders) or a "
                         ".npy/.npz; its train split calibrates and fine-tunes, its test split "
                         "measures agreement. Required for int8/int16x8")
     s.add_argument("--input-range", metavar="LOW,HIGH",
@@ -389,7 +392,9 @@ def build_parser():
     s.add_argument("--profiles", help="JSON file with more device profiles")
     s.add_argument("--float", "--keras", dest="float",
                    help="the float model (.keras, .h5 or float .tflite), for agreement on --data")
-    s.add_argument("--data", help="a data set (its test split) or a .npy/.npz (x, y) file; "
+    s.add_argument("--data", help="a data set (its test split; shapes or a folder of "
+                                  "train/val/test COCO folders for a detector) or a .npy/.npz "
+                                  "(x, y) file; "
                                   "default: seeded random inputs (board checks only)")
     s.add_argument("--input-range", metavar="LOW,HIGH",
                    help="the value range the model's inputs were trained in, for a data set")

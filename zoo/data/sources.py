@@ -12,6 +12,7 @@ from edgezoo.base.errors import DataError
 from edgezoo.zoo.data import DATASETS, Dataset, Split, load_dataset
 from edgezoo.zoo.data.arrays import check_labels, check_samples, read_array_file
 from edgezoo.zoo.data.contract import rescale
+from edgezoo.zoo.data.detection import DETECTION_SETS, is_detection_source, load_detection_data
 
 FILE_SPLIT = (0.6, 0.2, 0.2)  # calibration / validation / test of a single user file
 FILE_SPLIT_SEED = 0
@@ -33,6 +34,30 @@ def split_file(name, x, y, seed=FILE_SPLIT_SEED):
     return parts, how
 
 
+def is_named(source):
+    """A data set edgezoo knows by name (its test split is what ``edgezoo test`` measures)."""
+    return source in DATASETS or source in DETECTION_SETS
+
+
+def _detection_images(source, shape, contract):
+    """A detection set's images as a conversion's data (train calibrates, val chooses, test
+    measures agreement), unlabelled: boxes are scored by ``edgezoo eval`` (COCO mAP)."""
+    if len(shape) != 3 or shape[-1] != 3:
+        raise DataError(f"{source} holds RGB images (H, W, 3); the model takes inputs of shape "
+                        f"{shape}")
+    data = load_detection_data(source, shape[:2])
+    splits = [Split(check_samples(rescale(s.x, data.value_range, contract),
+                                  f"{data.name} {part} split"), np.full(len(s), -1, np.int64))
+              for part, s in zip(("train", "val", "test"), (data.train, data.val, data.test))]
+    how = data.source + "; images only (boxes: edgezoo eval)"
+    if tuple(data.value_range) != (contract.low, contract.high):
+        how += (f"; values rescaled linearly from [{data.value_range[0]:g}, "
+                f"{data.value_range[1]:g}] to [{contract.low:g}, {contract.high:g}] "
+                f"({contract.origin})")
+    return Dataset(data.name, *splits, num_classes=0, value_range=(contract.low, contract.high),
+                   source=how)
+
+
 def load_for_model(source, input_shape, contract, *, split=True, num_classes=None):
     """``source`` (a data set name or a .npy/.npz path) for a model taking ``input_shape``.
 
@@ -41,11 +66,13 @@ def load_for_model(source, input_shape, contract, *, split=True, num_classes=Non
     ``split=False`` keeps all of a file's samples as the test split (``edgezoo test``).
     """
     shape = tuple(int(s) for s in input_shape)
-    if source in DATASETS:
+    if source in DATASETS or is_detection_source(source):
         if contract is None:
             raise DataError(f"the model records no input range, so the {source} data set cannot be "
                             "brought into it: pass --input-range LOW,HIGH (the values the model was "
                             "trained on, e.g. 0,1 or 0,255)")
+        if is_detection_source(source):
+            return _detection_images(source, shape, contract)
         data = load_dataset(source, shape)
         if num_classes is not None and data.num_classes > num_classes:
             raise DataError(f"the {source} data set has {data.num_classes} classes but the model "
