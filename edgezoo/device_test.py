@@ -126,8 +126,8 @@ def _test_tflite(path, target, samples, seed, profiles, float_model, data, input
     shape = tuple(model.inputs[0].shape[1:])
     if float_model is not None and data is None:
         raise DataError("comparing with the float model needs data it meets: pass --data (a data "
-                        f"set: {', '.join(DATASETS)}, shapes or a folder of COCO folders for a detector, or a "
-                        ".npy/.npz file of inputs)")
+                        f"set: {', '.join(DATASETS)}; for a detector shapes or a folder of COCO "
+                        "folders; or a .npy/.npz file of inputs)")
     if float_model is not None:
         stage(f"loading the float model {float_model}")
     reference = (FloatReference(float_model, trust_model_code) if float_model is not None

@@ -49,30 +49,38 @@ def _detection_images(source, shape, contract):
     splits = [Split(check_samples(rescale(s.x, data.value_range, contract),
                                   f"{data.name} {part} split"), np.full(len(s), -1, np.int64))
               for part, s in zip(("train", "val", "test"), (data.train, data.val, data.test))]
-    how = data.source + "; images only (boxes: edgezoo eval)"
-    if tuple(data.value_range) != (contract.low, contract.high):
-        how += (f"; values rescaled linearly from [{data.value_range[0]:g}, "
-                f"{data.value_range[1]:g}] to [{contract.low:g}, {contract.high:g}] "
-                f"({contract.origin})")
+    how = data.source + "; images only (boxes: edgezoo eval)" + _rescaled(data.value_range,
+                                                                          contract)
     return Dataset(data.name, *splits, num_classes=0, value_range=(contract.low, contract.high),
                    source=how)
 
 
+def _rescaled(value_range, contract):
+    """The report's words for bringing stored values into the model's range (or nothing)."""
+    lo, hi = value_range
+    if (lo, hi) == (contract.low, contract.high):
+        return ""
+    return (f"; values rescaled linearly from [{lo:g}, {hi:g}] to "
+            f"[{contract.low:g}, {contract.high:g}] ({contract.origin})")
+
+
 def load_for_model(source, input_shape, contract, *, split=True, num_classes=None):
-    """``source`` (a data set name or a .npy/.npz path) for a model taking ``input_shape``.
+    """``source`` (a data set name, detection data or a .npy/.npz path) for a model taking
+    ``input_shape``.
 
     ``contract``: the model's InputContract, or None when nothing records it (then a
     named data set is refused: its values cannot be put in an unknown range).
     ``split=False`` keeps all of a file's samples as the test split (``edgezoo test``).
     """
     shape = tuple(int(s) for s in input_shape)
-    if source in DATASETS or is_detection_source(source):
-        if contract is None:
-            raise DataError(f"the model records no input range, so the {source} data set cannot be "
-                            "brought into it: pass --input-range LOW,HIGH (the values the model was "
-                            "trained on, e.g. 0,1 or 0,255)")
-        if is_detection_source(source):
-            return _detection_images(source, shape, contract)
+    detection = is_detection_source(source)
+    if (source in DATASETS or detection) and contract is None:
+        raise DataError(f"the model records no input range, so the {source} data set cannot be "
+                        "brought into it: pass --input-range LOW,HIGH (the values the model was "
+                        "trained on, e.g. 0,1 or 0,255)")
+    if detection:
+        return _detection_images(source, shape, contract)
+    if source in DATASETS:
         data = load_dataset(source, shape)
         if num_classes is not None and data.num_classes > num_classes:
             raise DataError(f"the {source} data set has {data.num_classes} classes but the model "
@@ -80,11 +88,7 @@ def load_for_model(source, input_shape, contract, *, split=True, num_classes=Non
         splits = [Split(check_samples(rescale(s.x, data.value_range, contract),
                                       f"{source} {part} split"), s.y) if len(s) else s
                   for part, s in zip(("train", "val", "test"), (data.train, data.val, data.test))]
-        lo, hi = data.value_range
-        how = data.source
-        if (lo, hi) != (contract.low, contract.high):
-            how += (f"; values rescaled linearly from [{lo:g}, {hi:g}] to "
-                    f"[{contract.low:g}, {contract.high:g}] ({contract.origin})")
+        how = data.source + _rescaled(data.value_range, contract)
         return Dataset(data.name, *splits, num_classes=data.num_classes,
                        value_range=(contract.low, contract.high), source=how)
     if str(source).endswith((".npy", ".npz")):
