@@ -32,8 +32,28 @@ OPTIONS = {  # row -> recipe keys over int8 for the model's board
     "adaround": {"adaround": True},
     "percentile + adaround + bias correction": {"ranges": "percentile", "adaround": True,
                                                 "bias_correction": True},
+    # post-training clustering (LUT-compressed on TFLite Micro): 16 values per channel fitted on
+    # the calibration inputs, by k-means alone or with GPTQ's error compensation
+    "16 clusters, k-means (+ percentile, bias correction)": {
+        "cluster": 16, "cluster_fit": "calibration", "ranges": "percentile", "bias_correction": True},
+    "16 clusters, GPTQ (+ percentile, bias correction)": {
+        "cluster": 16, "cluster_fit": "gptq", "ranges": "percentile", "bias_correction": True},
 }
 MODELS = {"mlperf_ic": "stm32l4r5", "resnest_micro": "nrf52840", "vit_micro": "nrf52840"}
+# rows one model has (its layer names): the IC model's post-training cluster recipe, chosen on the
+# validation split with the first 512 calibration-band patches (bench/mlperf_ic_ptq_choice.py),
+# here over three other calibration draws
+IC_PTQ = "recipes/mlperf_ic_ptq.json (per-layer GPTQ clusters, chosen on validation)"
+MODEL_OPTIONS = {"mlperf_ic": {IC_PTQ: "mlperf_ic_ptq.json"}}
+
+
+def options_for(name):
+    """{row: recipe keys} of the rows ``name`` is measured on."""
+    own = {}
+    for row, file in MODEL_OPTIONS.get(name, {}).items():
+        keys = json.loads((ROOT / "recipes" / file).read_text())
+        own[row] = {k: v for k, v in keys.items() if k not in ("target", "seed", "calibration_samples")}
+    return {**OPTIONS, **own}
 
 
 def setup(name, seed):
@@ -112,7 +132,7 @@ def table(results):
             o = entry["official"]
             lines.append(f"| {name} | official int8 file | {o['agreement']:.4f} (every seed) | — | "
                          f"{o['tflite_bytes']:,} B | {o['arena_bytes']:,} B | — |")
-        for option in OPTIONS:
+        for option in options_for(name):
             runs = entry["options"].get(option)
             if not runs:
                 continue
@@ -128,18 +148,23 @@ def table(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", choices=[[], *MODELS], default=[])
+    every = [*OPTIONS, *(row for rows in MODEL_OPTIONS.values() for row in rows)]
+    parser.add_argument("--options", nargs="+", choices=every, default=every,
+                        help="measure only these rows (the others keep their stored results)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     from edgezoo.base import files
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in [] if args.report_only else (args.models or list(MODELS)):
-        entry = {"options": {option: [] for option in OPTIONS}}
+        entry = results.get(name, {"options": {}})
+        chosen = {o: k for o, k in options_for(name).items() if o in args.options}
+        entry["options"].update({option: [] for option in chosen})
         for seed in SEEDS:
             model, calibration, x, y = setup(name, seed)
             if name == "mlperf_ic" and "official" not in entry:
                 entry["official"] = official((model, x))
-            for option, keys in OPTIONS.items():
+            for option, keys in chosen.items():
                 row = measure(model, calibration, x, y, MODELS[name], keys)
                 row["seed"] = seed
                 entry["options"][option].append(row)
@@ -155,7 +180,8 @@ def main(argv=None):
                   "the 4,600 calibration-band grid patches; digits: 300 of the train split) and "
                   "trains the zoo models from scratch. Nothing was chosen on the test split: the "
                   "options' settings (99.99 % percentile, 400 AdaRound iterations, lambda 0.01) "
-                  "are the literature's defaults, fixed before this run.\n\n" + table(results)
+                  "are the literature's defaults, fixed before this run (GPTQ: dampening 0.01, "
+                  "largest Hessian diagonal first, one least-squares refit).\n\n" + table(results)
                   + "\n")
 
 

@@ -186,11 +186,19 @@ def output_mse(layer, x, kernel):
                                           - linear(layer, x, w))))
 
 
-def round_weights(model, calibration, *, adaptive=False, bias_correction=False,
-                  per_tensor_dense=False, limit=300, seed=0, progress=None):
+def round_weights(model, calibration, *, adaptive=False, bias_correction=False, clusters=None,
+                  cluster_fit="calibration", per_tensor_dense=False, limit=300, seed=0,
+                  progress=None):
     """(Model, report): a copy of ``model`` whose kernels lie on the converter's int8 grid
-    (adaptively rounded, or nearest) with biases corrected for the rounding when asked, both
-    on the first ``limit`` calibration samples (those the converter calibrates on)."""
+    (adaptively rounded, or nearest, or, for the layers ``clusters`` names ({layer or None for
+    every other layer: K}), K shared values per channel fitted by ``converters.ptq_clusters``,
+    or with GPTQ's error compensation by ``converters.ptq_gptq`` when ``cluster_fit`` is gptq)
+    with biases corrected for the rounding when asked, all on the first ``limit`` calibration
+    samples (those the converter calibrates on)."""
+    from edgezoo.converters.ptq_clusters import cluster_kernel, input_energy
+    from edgezoo.converters.ptq_gptq import gptq_cluster_kernel
+
+    clusters = clusters or {}
     model, folded = fold_batch_norms(model)
     layers = kernel_layers(model)
     inputs = layer_inputs(model, layers, calibration, limit)
@@ -203,9 +211,18 @@ def round_weights(model, calibration, *, adaptive=False, bias_correction=False,
         kernel = _kernel(layer)
         w = kernel.numpy()
         scale = grid_scale(layer, per_tensor_dense)
-        steps = adaround(layer, x, scale, seed=seed + k) if adaptive else nearest(w, scale)
-        rounded = (steps * scale).astype(np.float32)
+        count = clusters.get(layer.name, clusters.get(None))
+        if count is not None and cluster_fit == "gptq":
+            rounded = gptq_cluster_kernel(layer, w, x, count, seed=seed + 1000 * k)
+        elif count is not None:
+            rounded = cluster_kernel(w, input_energy(layer, x), count, seed=seed + 1000 * k)
+        else:
+            steps = adaround(layer, x, scale, seed=seed + k) if adaptive else nearest(w, scale)
+            rounded = (steps * scale).astype(np.float32)
         row = {"output_mse_nearest": output_mse(layer, x, (nearest(w, scale) * scale))}
+        if count is not None:
+            row["clusters"] = int(count)
+            row["output_mse_clustered"] = output_mse(layer, x, rounded)
         if adaptive:
             row["output_mse_adaround"] = output_mse(layer, x, rounded)
             row["steps_changed"] = int(np.sum(steps != nearest(w, scale)))
@@ -220,7 +237,7 @@ def round_weights(model, calibration, *, adaptive=False, bias_correction=False,
             else:
                 target.assign(target.numpy() - shift.astype(np.float32))
                 row["max_bias_shift"] = float(np.abs(shift).max())
-        if adaptive:
+        if adaptive or count is not None:
             kernel.assign(rounded)
         report["layers"][layer.name] = row
     return model, report

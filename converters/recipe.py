@@ -20,6 +20,13 @@ PRUNE_POLICIES = (None, "xnnpack")
 # Integer modes whose converter honours the fake-quant ranges QAT learns.
 QAT_MODES = ("int8",)
 LR_SCHEDULES = ("constant", "cosine")
+# How clustering finds each layer's K values: TFMOT's k-means then fine-tuning with the task's
+# loss (needs training data or a teacher), or post-training on calibration inputs
+# (converters.ptq_clusters: no labels, no training).
+CLUSTER_FITS = {"finetune": "TFMOT clustering, fine-tuned",
+                "calibration": "input-weighted k-means on calibration inputs (post-training)",
+                "gptq": "k-means values, GPTQ-compensated assignment on calibration inputs "
+                        "(post-training)"}
 MAX_LUT_CLUSTERS = 128  # TFLite Micro's LUT indices are at most 7 bits
 
 
@@ -37,6 +44,7 @@ class Recipe:
     prune_policy: str | None = None
     lottery_rounds: int = 0
     cluster: int | dict | None = None  # K, or {layer: K} with "*" for every other layer
+    cluster_fit: str = "finetune"  # a row of CLUSTER_FITS: how the K values are found
     qat: bool = False
     distill: str | None = None  # teacher: a registry name, a .keras file, or "self" (the float model)
     temperature: float = 4.0
@@ -61,8 +69,17 @@ class Recipe:
     @property
     def trains(self):
         """Whether any step fine-tunes the model (then it needs data with labels or a teacher)."""
-        return (self.prune is not None or self.prune_2of4 or self.cluster is not None or self.qat
-                or self.distill is not None)
+        return (self.prune is not None or self.prune_2of4 or self.qat or self.distill is not None
+                or self.clusters_by_training)
+
+    @property
+    def clusters_by_training(self):
+        """Clustering that fine-tunes (TFMOT), not the post-training fit."""
+        return self.cluster is not None and self.cluster_fit == "finetune"
+
+    @property
+    def clusters_post_training(self):
+        return self.cluster is not None and self.cluster_fit in ("calibration", "gptq")
 
     @property
     def sparsity(self):
@@ -116,6 +133,12 @@ class Recipe:
                 where = "" if layer is None else f" for layer {layer!r}"
                 raise RecipeError(f"cluster count{where} must be between 2 and 256 (int8 has 256 "
                                   f"values), got {k}")
+        if self.cluster_fit not in CLUSTER_FITS:
+            raise RecipeError(f"unknown cluster_fit {self.cluster_fit!r}; choose one of "
+                              f"{', '.join(CLUSTER_FITS)}")
+        if self.cluster_fit != "finetune" and self.cluster is None:
+            raise RecipeError(f"cluster_fit {self.cluster_fit} says how clusters are found, but the "
+                              "recipe clusters nothing: add a cluster count (--cluster K)")
         from edgezoo.converters.dense_forms import DENSE_FORMS
 
         if self.dense_form not in DENSE_FORMS:
@@ -189,6 +212,13 @@ class Recipe:
             raise RecipeError(f"quantization-aware training learns the int8 ranges and weights "
                               f"itself; {', '.join(chosen)} would overwrite what it learned: "
                               "choose one")
+        if self.clusters_post_training and self.quantize != "int8":
+            raise RecipeError(f"cluster_fit {self.cluster_fit} puts each channel's K values on its int8 "
+                              f"grid; --quantize {self.quantize} has none: use --quantize int8")
+        if self.clusters_post_training and self.qat:
+            raise RecipeError("quantization-aware training moves every weight, so the K values "
+                              "fitted after training would not survive it: use cluster_fit "
+                              "finetune with --qat, or drop --qat")
         if self.adaround and self.cluster is not None:
             raise RecipeError("adaround re-rounds every weight, so clustered weights would lose "
                               "their K shared values (and their LUT compression): drop one")

@@ -119,6 +119,7 @@ def _ptq_weights(ctx):
     r = ctx.recipe
     ctx.model, ctx.report["steps"]["ptq_weights"] = round_weights(
         ctx.model, ctx.calibration, adaptive=r.adaround, bias_correction=r.bias_correction,
+        clusters=r.cluster_counts() if r.clusters_post_training else None, cluster_fit=r.cluster_fit,
         per_tensor_dense=DENSE_FORMS[r.dense_form].per_tensor, limit=r.calibration_samples,
         seed=r.seed)
 
@@ -177,7 +178,7 @@ def _micro_compression(ctx):
 def _distills_alone(r):
     """A teacher with no other training step: distillation is its own step (otherwise the
     teacher's outputs train those steps)."""
-    return r.distill is not None and not (r.sparsity is not None or r.cluster or r.qat)
+    return r.distill is not None and not (r.sparsity is not None or r.clusters_by_training or r.qat)
 
 
 def _lut_compresses(r):
@@ -193,7 +194,7 @@ STEPS = (
          trains=True),
     Step("lottery_ticket", lambda r, micro: r.sparsity is not None and bool(r.lottery_rounds),
          _lottery_ticket, trains=True),
-    Step("cluster", lambda r, micro: r.cluster is not None, _cluster, trains=True),
+    Step("cluster", lambda r, micro: r.clusters_by_training, _cluster, trains=True),
     # TFLite Micro rewrites: after pruning and clustering (TFMOT clusters Dense, not its 1x1-conv
     # form), before QAT (its fake-quant ranges must be those of the graph that is converted)
     Step("micro_rewrites", lambda r, micro: micro is True, _micro_rewrites),
@@ -203,8 +204,11 @@ STEPS = (
          and r.quantize == "int8", _cpu_rewrites),
     Step("qat", lambda r, micro: bool(r.qat), _qat, trains=True),
     # post-training weight surgery: on the graph that is converted, after every training step
-    Step("ptq_weights", lambda r, micro: r.adaround or r.bias_correction, _ptq_weights,
-         label=lambda r: "+".join(n for n, on in (("adaround", r.adaround),
+    # (clusters fitted on calibration inputs included)
+    Step("ptq_weights", lambda r, micro: r.adaround or r.bias_correction
+         or r.clusters_post_training, _ptq_weights,
+         label=lambda r: "+".join(n for n, on in ((f"cluster ({r.cluster_fit})", r.clusters_post_training),
+                                                  ("adaround", r.adaround),
                                                   ("bias_correction", r.bias_correction)) if on)),
     Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"
          + (f" ({r.ranges} ranges)" if r.ranges != "minmax" else "")),

@@ -390,3 +390,27 @@ def test_trained_decoder_converts_and_runs_on_cpu(monkeypatch):
     rebuilt.set_weights(model.get_weights())
     broken = _litert_outputs(convert(rebuilt, "none"), x)
     assert isinstance(broken["builtin"], str) and "MEAN" in broken["builtin"], broken["builtin"]
+
+
+@pytest.mark.parametrize("heads, queries", [(2, 1), (4, 1), (4, 3)])
+def test_multi_head_cross_attention_with_few_queries_converts_and_runs_on_cpu(heads, queries):
+    """The converter fold that broke the one-head decoder (size-1 transposes folded into a
+    FULLY_CONNECTED) does not break multi-head attention with a single query (as in a
+    classification decoder): with non-zero biases and a MEAN after it (LayerNorm), LiteRT's
+    builtin and XNNPACK kernels equal Keras."""
+    from edgezoo.converters.quantize import convert
+    keras.utils.set_random_seed(0)
+    kv = keras.Input((8, 16), batch_size=1)
+    q = (keras.layers.GlobalAveragePooling1D(keepdims=True)(kv) if queries == 1
+         else kv[:, :queries])
+    y = CrossAttention(num_heads=heads)([keras.layers.Dense(16)(q), kv])
+    y = keras.layers.LayerNormalization()(y)
+    model = keras.Model(kv, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling1D()(y)))
+    rng = np.random.default_rng(0)
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) if w.ndim == 1
+                       else w for w in model.get_weights()])
+    x = rng.normal(size=(1, 8, 16)).astype(np.float32)
+    ref = model.predict(x, verbose=0)
+    for name, out in _litert_outputs(convert(model, "none"), x).items():
+        assert not isinstance(out, str), (name, out)
+        assert np.abs(out - ref).max() <= 1e-5, name

@@ -90,6 +90,15 @@ def _data(n, seed):
     return (x + 2 * x.mean(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def _conv_np(x, k):
+    """NumPy 3x3 'same' convolution (stride 1) of NHWC ``x`` with an HWIO kernel."""
+    pad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    h, w = x.shape[1:3]
+    patches = np.stack([pad[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], 3)
+    return np.einsum("nhwpc,pco->nhwo", patches, k.reshape(9, k.shape[2], -1))
+
+
+
 def _scales(data):
     parsed = read_tflite(data)
     return {t.name: t.scale for t in parsed.tensors}
@@ -159,15 +168,9 @@ def test_adaround_steps_are_what_the_flatbuffer_holds_and_fit_held_out_outputs_b
     folded, _ = fold_batch_norms(model)
     w = folded.get_layer("conv").kernel.numpy()
     near = _int8_steps(w, (0, 1, 2)) * np.abs(w).max(axis=(0, 1, 2), keepdims=True) / 127
-
-    def conv_np(x, k):
-        pad = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = np.stack([pad[:, i:i + 8, j:j + 8] for i in range(3) for j in range(3)], 3)
-        return np.einsum("nhwpc,pco->nhwo", patches, k.reshape(9, 3, -1))
-
-    target = conv_np(held_out, w)
-    assert np.mean((conv_np(held_out, conv) - target) ** 2) < \
-        0.8 * np.mean((conv_np(held_out, near) - target) ** 2)
+    target = _conv_np(held_out, w)
+    assert np.mean((_conv_np(held_out, conv) - target) ** 2) < \
+        0.8 * np.mean((_conv_np(held_out, near) - target) ** 2)
 
 
 def test_bias_correction_removes_the_mean_shift_of_rounded_weights():
@@ -191,6 +194,10 @@ def test_bias_correction_removes_the_mean_shift_of_rounded_weights():
     (dict(adaround=True, quantize="float16"), "adaround work on calibration data"),
     (dict(bias_correction=True, qat=True), "quantization-aware training learns"),
     (dict(adaround=True, cluster=16), "clustered weights would lose"),
+    (dict(cluster=16, cluster_fit="hessian"), "unknown cluster_fit 'hessian'"),
+    (dict(cluster_fit="gptq"), "the recipe clusters nothing"),
+    (dict(cluster=16, cluster_fit="calibration", quantize="float16"), "use --quantize int8"),
+    (dict(cluster=16, cluster_fit="gptq", qat=True), "would not survive it"),
 ])
 def test_bad_ptq_options_are_refused(changes, match):
     with pytest.raises(RecipeError, match=match):
@@ -214,6 +221,20 @@ def test_cli_range_names_are_the_table():
     assert RANGE_NAMES == tuple(RANGE_METHODS)
 
 
+def test_cli_cluster_fits_are_the_table_and_reach_the_recipe(tmp_path, capsys):
+    from edgezoo.cli.main import CLUSTER_FIT_NAMES, build_parser, main, recipe_from_args
+    from edgezoo.converters.recipe import CLUSTER_FITS
+
+    assert CLUSTER_FIT_NAMES == tuple(CLUSTER_FITS)
+    args = build_parser().parse_args(["convert", "vit_micro", "--cluster", "16",
+                                      "--cluster-fit", "gptq", "--out", "x"])
+    assert recipe_from_args(args).clusters_post_training
+    # negative control: a fit with nothing to cluster is refused before any work
+    code = main(["convert", "vit_micro", "--cluster-fit", "gptq", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "clusters nothing" in err and not (tmp_path / "o").exists()
+
+
 def test_recipe_options_run_in_the_pipeline_and_are_reported():
     from edgezoo.converters.compress import compress
 
@@ -225,3 +246,80 @@ def test_recipe_options_run_in_the_pipeline_and_are_reported():
     assert steps["ranges"]["ranges"] == "percentile"
     assert set(steps["ptq_weights"]["layers"]) == {"conv", "dw", "head"}
     assert result.tflite[4:8] == b"TFL3"
+
+
+def test_weighted_kmeans_follows_the_weights_on_a_hand_case():
+    from edgezoo.converters.ptq_clusters import weighted_kmeans
+
+    values = np.array([0.0, 1.0, 10.0, 11.0])
+    centroids, labels = weighted_kmeans(values, np.ones(4), 2, seed=0)
+    np.testing.assert_allclose(centroids, [0.5, 10.5])
+    np.testing.assert_array_equal(labels, [0, 0, 1, 1])
+    # the weighted mean: 1.0 counts nine times as much as 0.0
+    centroids, _ = weighted_kmeans(values, np.array([1.0, 9.0, 1.0, 1.0]), 2, seed=0)
+    np.testing.assert_allclose(centroids, [0.9, 10.5])
+
+
+@pytest.mark.parametrize("fit", ["calibration", "gptq"])
+def test_post_training_clusters_are_k_values_on_each_channels_int8_grid(fit):
+    from edgezoo.converters.ptq_clusters import cluster_kernel, input_energy
+    from edgezoo.converters.ptq_gptq import gptq_cluster_kernel
+
+    model, x = _conv_model(), _data(64, 0)
+    conv = model.get_layer("conv")
+    w = conv.kernel.numpy().copy()
+    w[0, 0, :, :3] = 0.0  # pruned weights
+    out = (cluster_kernel(w, input_energy(conv, x), 4) if fit == "calibration"
+           else gptq_cluster_kernel(conv, w, x, 4))
+    rows = out.reshape(-1, out.shape[-1])
+    scale = np.abs(rows).max(axis=0) / 127
+    for c in range(rows.shape[1]):
+        assert len(np.unique(rows[:, c])) <= 4
+    np.testing.assert_allclose(rows / scale, np.round(rows / scale), atol=1e-3)
+    assert np.all(out[0, 0, :, :3] == 0)  # zeros stay zero
+
+
+def test_input_rows_are_the_numpy_patches_of_the_convolution():
+    from edgezoo.converters.ptq_gptq import input_rows
+
+    model, x = _conv_model(), _data(4, 0)
+    conv = model.get_layer("conv")
+    w = conv.kernel.numpy()
+    np.testing.assert_allclose(input_rows(conv, x) @ w.reshape(-1, w.shape[-1]),
+                               _conv_np(x, w).reshape(-1, w.shape[-1]), atol=1e-4)
+
+
+def test_gptq_assignment_is_nearest_without_correlation_and_wins_with_it():
+    from edgezoo.converters.ptq_clusters import cluster_kernel, input_energy
+    from edgezoo.converters.ptq_gptq import gptq_assign, gptq_cluster_kernel
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 20))
+    books = [np.sort(rng.normal(size=4)) for _ in range(3)]
+    nearest_idx = np.array([[np.argmin(np.abs(v - b)) for v in row] for row, b in zip(w, books)])
+    # uncorrelated inputs (H = I): no error can be compensated, so every weight takes its nearest
+    np.testing.assert_array_equal(gptq_assign(w, np.eye(20), books, np.zeros_like(w, bool)),
+                                  nearest_idx)
+    # correlated inputs: held-out convolution outputs (NumPy) closer than the k-means alone
+    model, calib, held_out = _conv_model(), _data(256, 0), _data(256, 9)
+    folded, _ = fold_batch_norms(model)
+    conv = folded.get_layer("conv")
+    w = conv.kernel.numpy()
+    k_means = cluster_kernel(w, input_energy(conv, calib), 4)
+    gptq = gptq_cluster_kernel(conv, w, calib, 4)
+    target = _conv_np(held_out, w)
+    assert np.mean((_conv_np(held_out, gptq) - target) ** 2) < \
+        0.8 * np.mean((_conv_np(held_out, k_means) - target) ** 2)
+
+
+def test_post_training_clusters_are_what_the_flatbuffer_holds():
+    from edgezoo.converters.compress import compress
+
+    recipe = Recipe(cluster=4, cluster_fit="gptq", bias_correction=True)
+    assert recipe.steps()[:2] == ["cluster (gptq)+bias_correction", "quantize:int8"]
+    assert not recipe.trains
+    result = compress(_conv_model(), recipe, calibration=_data(64, 0))
+    stored = {w.op: w.values for w in constant_weights(result.tflite)}
+    conv = stored["CONV_2D"].reshape(stored["CONV_2D"].shape[0], -1)  # (out, h*w*in)
+    assert max(len(np.unique(row)) for row in conv) <= 4
+    assert result.report["steps"]["ptq_weights"]["layers"]["conv"]["clusters"] == 4

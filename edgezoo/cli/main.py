@@ -110,7 +110,7 @@ def recipe_from_args(args):
              "dense_form": args.dense_form, "xnnpack_layernorm": args.xnnpack_layernorm or None,
              "cpu_form": args.cpu_form, "max_latency_ms": args.max_latency_ms,
              "ranges": args.ranges, "adaround": args.adaround or None,
-             "bias_correction": args.bias_correction or None}
+             "bias_correction": args.bias_correction or None, "cluster_fit": args.cluster_fit}
     from edgezoo.base.errors import RecipeError
 
     try:
@@ -152,6 +152,7 @@ TASK_NAMES = ("classification", "detection", "detection_sigmoid", "causal_lm", "
 DENSE_FORM_NAMES = ("conv1x1", "fc_per_channel", "fc_per_tensor", "fc_per_layer")
 CPU_FORM_NAMES = ("auto", "dynamic_int8", "full_int8", "float")
 RANGE_NAMES = ("minmax", "percentile", "mse")
+CLUSTER_FIT_NAMES = ("finetune", "calibration", "gptq")
 
 
 def _dense_forms():
@@ -338,6 +339,10 @@ def build_parser():
     s.add_argument("--prune-policy", choices=["xnnpack"], help="prune for XNNPACK's sparse kernels")
     s.add_argument("--lottery-rounds", type=int, help="iterative magnitude pruning with rewinding")
     s.add_argument("--cluster", type=int, metavar="K", help="K weight clusters per channel")
+    s.add_argument("--cluster-fit", choices=list(CLUSTER_FIT_NAMES),
+                   help="how the K values are found: finetune (TFMOT, trains; default), "
+                        "calibration (k-means on calibration inputs, no training) or gptq "
+                        "(the same with GPTQ's error compensation)")
     s.add_argument("--xnnpack-layernorm", action="store_true",
                    help="LiteRT boards, int8: LayerNorm in the form XNNPACK runs (faster; check "
                         "the agreement it reports)")
