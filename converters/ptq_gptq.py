@@ -12,7 +12,6 @@ import tf_keras as keras
 
 from edgezoo.converters.ptq_clusters import cluster_kernel, input_energy
 
-DAMPING = 0.01  # GPTQ's dampening: this fraction of the Hessian's mean diagonal added to it
 ROUNDS = 1  # assignment and least-squares refit, alternated; the best is kept
 CHUNK = 4096  # input rows per Hessian update
 
@@ -39,16 +38,17 @@ def hessian(rows):
     return h / max(len(rows), 1)
 
 
-def gptq_assign(w, h, codebooks, zero):
+def gptq_assign(w, h, codebooks, zero, damping=0.01):
     """Each row (output channel) of ``w`` (out, d) assigned to its codebook's values in GPTQ's
     order (largest Hessian diagonal first), errors compensated on the unassigned columns.
-    ``zero`` marks weights that stay 0 (pruned). Returns the indices (out, d)."""
+    ``zero`` marks weights that stay 0 (pruned); ``damping``: GPTQ's dampening, this fraction of
+    the Hessian's mean diagonal added to it. Returns the indices (out, d)."""
     w = w.astype(np.float64).copy()
     h = h.copy()
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    h += DAMPING * np.mean(np.diag(h)) * np.eye(len(h))
+    h += damping * np.mean(np.diag(h)) * np.eye(len(h))
     order = np.argsort(-np.diag(h), kind="stable")
     inverse = np.argsort(order)
     w, h, zero = w[:, order], h[np.ix_(order, order)], zero[:, order]
@@ -87,7 +87,7 @@ def refit(w, h, labels, k, zero_index=None):
     return values
 
 
-def gptq_cluster_kernel(layer, kernel, x, k, seed=0):
+def gptq_cluster_kernel(layer, kernel, x, k, seed=0, damping=0.01):
     """``kernel`` of ``layer`` with each output channel holding at most ``k`` values on its int8
     grid, chosen to reproduce the layer's output on its inputs ``x``. Depthwise kernels (each
     channel sees its own input alone) take the input-weighted k-means of ``cluster_kernel``."""
@@ -104,7 +104,7 @@ def gptq_cluster_kernel(layer, kernel, x, k, seed=0):
                  .astype(np.float64) for c in range(len(start))]
     best, best_error = None, np.inf
     for _ in range(ROUNDS):  # assign, refit the values, assign again to the refitted values
-        labels = gptq_assign(w, h, codebooks, zero)
+        labels = gptq_assign(w, h, codebooks, zero, damping)
         out, refitted = np.zeros_like(w), []
         for c, book in enumerate(codebooks):
             values = refit(w[c], h, labels[c], len(book),

@@ -187,8 +187,8 @@ def output_mse(layer, x, kernel):
 
 
 def round_weights(model, calibration, *, adaptive=False, bias_correction=False, clusters=None,
-                  cluster_fit="calibration", per_tensor_dense=False, limit=300, seed=0,
-                  progress=None):
+                  cluster_fit="calibration", gptq_damping=0.01, per_tensor_dense=False, limit=300,
+                  seed=0, progress=None):
     """(Model, report): a copy of ``model`` whose kernels lie on the converter's int8 grid
     (adaptively rounded, or nearest, or, for the layers ``clusters`` names ({layer or None for
     every other layer: K}), K shared values per channel fitted by ``converters.ptq_clusters``,
@@ -213,7 +213,8 @@ def round_weights(model, calibration, *, adaptive=False, bias_correction=False, 
         scale = grid_scale(layer, per_tensor_dense)
         count = clusters.get(layer.name, clusters.get(None))
         if count is not None and cluster_fit == "gptq":
-            rounded = gptq_cluster_kernel(layer, w, x, count, seed=seed + 1000 * k)
+            rounded = gptq_cluster_kernel(layer, w, x, count, seed=seed + 1000 * k,
+                                          damping=gptq_damping)
         elif count is not None:
             rounded = cluster_kernel(w, input_energy(layer, x), count, seed=seed + 1000 * k)
         else:

@@ -45,6 +45,7 @@ class Recipe:
     lottery_rounds: int = 0
     cluster: int | dict | None = None  # K, or {layer: K} with "*" for every other layer
     cluster_fit: str = "finetune"  # a row of CLUSTER_FITS: how the K values are found
+    gptq_damping: float = 0.01  # cluster_fit gptq: fraction of the Hessian's mean diagonal added
     qat: bool = False
     distill: str | None = None  # teacher: a registry name, a .keras file, or "self" (the float model)
     temperature: float = 4.0
@@ -136,6 +137,11 @@ class Recipe:
         if self.cluster_fit not in CLUSTER_FITS:
             raise RecipeError(f"unknown cluster_fit {self.cluster_fit!r}; choose one of "
                               f"{', '.join(CLUSTER_FITS)}")
+        if not 0 < self.gptq_damping <= 10:
+            raise RecipeError(f"gptq_damping must be in (0, 10], got {self.gptq_damping}")
+        if self.gptq_damping != 0.01 and self.cluster_fit != "gptq":
+            raise RecipeError(f"gptq_damping dampens cluster_fit gptq; this recipe's cluster_fit is "
+                              f"{self.cluster_fit}: set cluster_fit gptq or drop gptq_damping")
         if self.cluster_fit != "finetune" and self.cluster is None:
             raise RecipeError(f"cluster_fit {self.cluster_fit} says how clusters are found, but the "
                               "recipe clusters nothing: add a cluster count (--cluster K)")

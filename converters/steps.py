@@ -120,6 +120,7 @@ def _ptq_weights(ctx):
     ctx.model, ctx.report["steps"]["ptq_weights"] = round_weights(
         ctx.model, ctx.calibration, adaptive=r.adaround, bias_correction=r.bias_correction,
         clusters=r.cluster_counts() if r.clusters_post_training else None, cluster_fit=r.cluster_fit,
+        gptq_damping=r.gptq_damping,
         per_tensor_dense=DENSE_FORMS[r.dense_form].per_tensor, limit=r.calibration_samples,
         seed=r.seed)
 

@@ -107,18 +107,22 @@ def test_best_recipe_is_smaller_and_agrees_as_well_as_the_official_file(mlperf_d
     assert report["fits"] is True
 
 
-@pytest.mark.slow  # about 1.5 minutes on 2 cores; the unit tests of tests/test_ptq.py cover the parts
+@pytest.mark.slow  # about 1.5 minutes a seed on 2 cores; tests/test_ptq.py's unit tests cover the parts
+@pytest.mark.parametrize("seed", [0, 1, pytest.param(2, marks=pytest.mark.xfail(
+    strict=True, reason="not met on every seed: seed 2 agrees 0.751 against the official 0.810 "
+    "(BENCHMARKS.md); strict, so this fails once it is"))])
 def test_post_training_cluster_recipe_is_smaller_and_agrees_better_than_the_official_file(
-        mlperf_dir, tmp_path):
+        mlperf_dir, tmp_path, seed):
     """recipes/mlperf_ic_ptq.json (chosen on the validation split by
     bench/mlperf_ic_ptq_choice.py): K values per channel fitted on calibration patches with GPTQ's
-    error compensation, no training; judged here on the test split."""
+    error compensation, no training; judged here on the test split. The seed only starts the
+    k-means, and moves the agreement from 0.75 to 0.87."""
     from edgezoo.convert import convert_pipeline
     from edgezoo.converters.recipe import Recipe
     from edgezoo.edge.verification import top1
     from edgezoo.edge.runners.micro import MicroRunner
 
-    recipe = Recipe.from_file(ROOT / "recipes" / "mlperf_ic_ptq.json")
+    recipe = Recipe.from_file(ROOT / "recipes" / "mlperf_ic_ptq.json").replace(seed=seed)
     assert not recipe.trains
     report = convert_pipeline(mlperf_dir / "pretrainedResnet.h5", tmp_path, recipe.quantize,
                               recipe.target, calib="natural_patches", recipe=recipe,
@@ -128,10 +132,10 @@ def test_post_training_cluster_recipe_is_smaller_and_agrees_better_than_the_offi
     assert report["agreement"]["samples"] == len(held_out)
     clustered = {n for n, row in report["steps"]["ptq_weights"]["layers"].items() if "clusters" in row}
     assert clustered == {n for n, k in recipe.cluster_counts().items() if n}
-    # LUT indices: 3 bits for the two layers at 8 values, 4 for the larger ones at 16 (the 1x1
-    # convolutions' 16 and 32 weights a channel are left as they are when no smaller)
+    # LUT indices: 3 bits for conv2d_7 (8 values), 4 for the other large layers (16); the 1x1
+    # convolutions' 16 and 32 weights a channel are left as they are when no smaller
     bits = [t["bits"] for t in report["steps"]["micro_compression"]["tensors"]]
-    assert bits.count(3) == 2 and bits.count(4) >= 4 and set(bits) == {3, 4}, bits
+    assert bits.count(3) == 1 and bits.count(4) >= 5 and set(bits) == {3, 4}, bits
     official_bytes, official = load_tflite(mlperf_dir / "pretrainedResnet_quant.tflite")
     float_top1 = top1(load_keras_model(mlperf_dir / "pretrainedResnet.h5").predict(held_out, verbose=0))
     theirs = MicroRunner(official_bytes, official)

@@ -198,6 +198,8 @@ def test_bias_correction_removes_the_mean_shift_of_rounded_weights():
     (dict(cluster_fit="gptq"), "the recipe clusters nothing"),
     (dict(cluster=16, cluster_fit="calibration", quantize="float16"), "use --quantize int8"),
     (dict(cluster=16, cluster_fit="gptq", qat=True), "would not survive it"),
+    (dict(cluster=16, cluster_fit="gptq", gptq_damping=0), "gptq_damping must be in"),
+    (dict(cluster=16, cluster_fit="calibration", gptq_damping=0.1), "dampens cluster_fit gptq"),
 ])
 def test_bad_ptq_options_are_refused(changes, match):
     with pytest.raises(RecipeError, match=match):
