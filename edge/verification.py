@@ -236,7 +236,10 @@ def _micro_checks(tflite, parsed, x, result, checks, th, lsb_model, micro_runner
         first = per_op.get("first_failure")
         checks["micro_vs_reference_per_op"] = _check(
             worst, "per-op table: 0 LSB, except " + ", ".join(
-                f"{op} {lsb}" for op, lsb in per_op.get("tolerances", {}).items()),
+                f"{op} {lsb}" for op, lsb in per_op.get("tolerances", {}).items())
+            + "".join(f"; {a['op']} {a['index']} judged by its NumPy derivation (LiteRT off by "
+                      f"{a['arbitrated']['reference_vs_micro_lsb']})"
+                      for a in per_op.get("arbitrated", [])),
             per_op["passed"], first_failure=first, samples=per_op.get("samples"))
     if not lut:
         default, refusal = _default_litert(tflite, parsed, xq)

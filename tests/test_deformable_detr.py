@@ -342,3 +342,19 @@ def test_int8_float_islands_are_listed():
     assert int8(plain).float_islands() == []
     float_model = read_tflite(tf.lite.TFLiteConverter.from_keras_model(plain).convert())
     assert float_model.float_islands() == []
+
+
+@pytest.mark.slow  # about 70 s on 2 cores; tests/test_int8_reference.py covers the arbiter
+def test_int8_micro_model_passes_the_per_op_gate_on_tflite_micro(tmp_path):
+    """deformable_detr_micro int8 for stm32h743 (shapes calibration): every op of TFLite Micro
+    equals LiteRT's reference kernels within the per-op table, or, for the sampling MUL where
+    LiteRT is 1 LSB off, the NumPy derivation of TFLite Micro's integer arithmetic."""
+    from edgezoo.convert import convert_pipeline
+
+    report = convert_pipeline("deformable_detr_micro", tmp_path / "out", "int8", "stm32h743",
+                              calib="shapes")
+    per_op = report["per_op"]
+    assert report["checks"]["micro_vs_reference_per_op"]["passed"], per_op["first_failure"]
+    assert report["fits"] is True
+    for row in per_op["arbitrated"]:
+        assert row["op"] == "MUL" and row["arbitrated"]["micro_vs_derivation_lsb"] == 0
