@@ -222,7 +222,8 @@ LAYER_SUPPORT = (
         "FULLY_CONNECTED projections; bilinear sampling as a float FLOOR island, CAST to int32 "
         "indices (int32 ADD/MUL/MINIMUM/MAXIMUM, comparisons), int8 GATHER, MUL, MEAN, SOFTMAX; "
         "runs in TFLite Micro (deformable_detr_micro), one int8 MUL 1 LSB off LiteRT's "
-        "reference kernel (measured, not yet explained)",
+        "reference kernel, where TFLite Micro equals the NumPy derivation of its arithmetic "
+        "(edge/int8_reference.py: LiteRT is the one off)",
         prunable=(),
         prune_why="its projection kernels live in sub-layers TFMOT's registry cannot see",
         cluster_why=_NO_CLUSTER.format("MultiScaleDeformableAttention")),

@@ -231,9 +231,6 @@ def test_two_stage_proposals_against_numpy():
 def test_bad_requests_are_refused(tmp_path):
     import shutil
 
-    from edgezoo.base.errors import RecipeError
-    from edgezoo.detect import train_detector
-
     with pytest.raises(ModelFileError, match="has 4 levels; 3 were asked for"):
         from_checkpoint(HF4, input_shape=(64, 64, 3), num_levels=3)
     folder = tmp_path / "two_stage"
@@ -246,8 +243,71 @@ def test_bad_requests_are_refused(tmp_path):
         deformable_detr((64, 64, 3), two_stage=True)
     with pytest.raises(ValueError, match="selects 300 proposals from 85 tokens"):
         deformable_detr((64, 64, 3), box_refine=True, two_stage=True)
-    with pytest.raises(RecipeError, match="encoder proposal loss"):
-        train_detector("deformable_detr_micro_two_stage", epochs=1)
+
+
+def test_two_stage_trainer_scores_every_encoder_token_as_a_class_agnostic_proposal():
+    """The two-stage trainer's first pair is every token's proposal logits and boxes, boxes =
+    sigmoid(delta + the token's fixed proposal): by hand for a central token of the first level,
+    whose proposal is its pixel centre with side 0.05."""
+    import tf_keras as keras
+
+    from edgezoo.zoo.data.shapes import make_split
+    from edgezoo.zoo.deformable_detr.layers import OUTSIDE_LOGIT
+    from edgezoo.zoo.detr.train import auxiliary_trainer
+
+    keras.utils.set_random_seed(0)
+    model = create_model("deformable_detr_micro_two_stage")
+    trainer = auxiliary_trainer(model)
+    assert trainer.class_agnostic_pairs == (0,)
+    assert trainer.output_names[:2] == ["proposal_logits", "encoder_proposal_boxes"]
+    x = make_split(2, 3).x
+    probe = keras.Model(trainer.inputs, [model.get_layer("proposal_box_delta").output,
+                                         *trainer.outputs[:2]])
+    delta, logits, boxes = (np.asarray(v) for v in probe(x))
+    shapes = model.get_layer("proposals").shapes
+    tokens = sum(h * w for h, w in shapes)
+    assert logits.shape[:2] == boxes.shape[:2] == (len(x), tokens)
+    h, w = shapes[0]
+    i, j = h // 2, w // 2  # a central token of the first level: its proposal is valid
+    fixed = np.array([(j + 0.5) / w, (i + 0.5) / h, 0.05, 0.05])
+    logit = np.log(fixed / (1 - fixed))
+    np.testing.assert_allclose(boxes[:, i * w + j], 1 / (1 + np.exp(-(delta[:, i * w + j] + logit))),
+                               atol=1e-5)
+    # the last level's proposals have side 0.05 x 2^(L-1); a side outside (0.01, 0.99) is masked
+    if 0.05 * 2 ** (len(shapes) - 1) >= 0.99:
+        np.testing.assert_allclose(boxes[:, -1], 1 / (1 + np.exp(-OUTSIDE_LOGIT)), atol=1e-6)
+
+
+def test_class_agnostic_targets_keep_the_boxes():
+    from edgezoo.zoo.detr.train import _class_agnostic
+
+    objects = np.array([[3, 0.5, 0.5, 0.2, 0.2], [1, 0.2, 0.3, 0.1, 0.1]], np.float32)
+    out = _class_agnostic(objects)
+    np.testing.assert_array_equal(out[:, 0], [0, 0])
+    np.testing.assert_array_equal(out[:, 1:], objects[:, 1:])
+    assert objects[0, 0] == 3  # the caller's targets are untouched
+    assert _class_agnostic(np.zeros((0, 5))).shape == (0, 5)  # an image with no objects
+
+
+@pytest.mark.slow  # about 90 s on 2 cores; the trainer's outputs and targets: the two tests above
+def test_two_stage_model_trains_with_its_encoder_proposal_loss():
+    """The focal set loss on the encoder proposals (class-agnostic) and every decoder layer
+    falls on a fixed batch, and the encoder's proposal head gets gradients."""
+    import tf_keras as keras
+
+    from edgezoo.zoo.data.shapes import make_split
+    from edgezoo.zoo.detr.train import fit_detector
+    from edgezoo.zoo.set_loss import DEFORMABLE_DETR_LOSS
+    from edgezoo.zoo.training import deterministic
+
+    deterministic(0)
+    keras.utils.set_random_seed(0)
+    model = create_model("deformable_detr_micro_two_stage")
+    before = model.get_layer("proposal_logits").get_weights()[0].copy()
+    history = fit_detector(model, make_split(3, 8), epochs=40, batch_size=8, learning_rate=1e-3,
+                           loss=DEFORMABLE_DETR_LOSS)
+    assert history[-1] < 0.6 * history[0], history
+    assert not np.allclose(model.get_layer("proposal_logits").get_weights()[0], before)
 
 
 @pytest.mark.slow  # about 80 s on 2 cores; the set loss and its heads: test_set_loss

@@ -279,6 +279,30 @@ class MaskProposals(keras.layers.Layer):
         return {**super().get_config(), "shapes": self.shapes}
 
 
+def proposal_coords(delta, shapes):
+    """Box logits (B, N, 4) of every token's proposal: ``delta`` + its fixed proposal, and
+    ``OUTSIDE_LOGIT`` where the proposal is masked."""
+    fixed, valid = encoder_proposals(shapes)
+    return tf.where(tf.constant(valid[None, :, None]), delta + tf.constant(fixed[None]),
+                    tf.constant(OUTSIDE_LOGIT, delta.dtype))
+
+
+@keras.saving.register_keras_serializable(package="edgezoo")
+class ProposalBoxes(keras.layers.Layer):
+    """(B, N, 4) proposal box deltas -> (B, N, 4) boxes (sigmoid) of every encoder token, for
+    the two-stage model's encoder loss (training only: the deployed graph keeps the top k)."""
+
+    def __init__(self, shapes, **kwargs):
+        super().__init__(**kwargs)
+        self.shapes = _shapes(shapes)
+
+    def call(self, delta):
+        return tf.sigmoid(proposal_coords(delta, self.shapes))
+
+    def get_config(self):
+        return {**super().get_config(), "shapes": self.shapes}
+
+
 @keras.saving.register_keras_serializable(package="edgezoo")
 class SelectProposals(keras.layers.Layer):
     """[proposal class logits (B, N, C), box deltas (B, N, 4)] -> the ``k`` proposals scoring
@@ -292,9 +316,7 @@ class SelectProposals(keras.layers.Layer):
 
     def call(self, inputs):
         logits, delta = inputs
-        fixed, valid = encoder_proposals(self.shapes)
-        coords = tf.where(tf.constant(valid[None, :, None]), delta + tf.constant(fixed[None]),
-                          tf.constant(OUTSIDE_LOGIT, delta.dtype))
+        coords = proposal_coords(delta, self.shapes)
         top = tf.math.top_k(logits[..., 0], self.k).indices
         return tf.stop_gradient(tf.gather(coords, top, batch_dims=1))
 

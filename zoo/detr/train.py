@@ -36,11 +36,19 @@ def auxiliary_trainer(model):
     return deformable(model)
 
 
+def _class_agnostic(objects):
+    """Targets with every object labelled class 0 (the two-stage encoder's proposal loss)."""
+    objects = np.array(objects, np.float32, copy=True).reshape(-1, 5)
+    objects[:, 0] = 0
+    return objects
+
+
 def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, seed=0,
                  loss=DETR_LOSS, progress=None):
     """Train ``model`` in place on ``split`` (``x`` images, ``y`` per-image (n, 5) targets) with
     the set loss on every decoder layer. Returns the mean loss of each epoch."""
     trainer = auxiliary_trainer(model)
+    pairs = getattr(trainer, "class_agnostic_pairs", ())  # (logits, boxes) pairs trained on class 0
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=WEIGHT_DECAY,
                                        global_clipnorm=CLIP_NORM)
     x, targets = np.asarray(split.x, np.float32), split.y
@@ -52,9 +60,11 @@ def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, see
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
             batch_targets = [targets[i] for i in idx]
+            agnostic = [_class_agnostic(t) for t in batch_targets]
             with tf.GradientTape() as tape:
                 outputs = trainer(x[idx], training=True)
-                total = tf.add_n([set_loss(outputs[k], outputs[k + 1], batch_targets, loss)[0]
+                total = tf.add_n([set_loss(outputs[k], outputs[k + 1],
+                                           agnostic if k // 2 in pairs else batch_targets, loss)[0]
                                   for k in range(0, len(outputs), 2)])
             grads = tape.gradient(total, trainer.trainable_variables)
             optimizer.apply_gradients(zip(grads, trainer.trainable_variables))
