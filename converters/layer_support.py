@@ -24,7 +24,8 @@ from edgezoo.converters.transpose import MicroTranspose
 from edgezoo.zoo.cswin.layers import CrossShapedWindowAttention
 from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, KeepAuxiliary,
                                                 LevelPositions, MaskProposals,
-                                                MultiScaleDeformableAttention, ProposalPositions,
+                                                MultiScaleDeformableAttention, ProposalBoxes,
+                                                ProposalPositions,
                                                 QueryEmbeddings, RefineBoxes, SelectProposals,
                                                 SplitHalves, StopGradient)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
@@ -263,6 +264,9 @@ LAYER_SUPPORT = (
                 "none yet: top-k indices and a gather; QAT refuses it",
                 "TOPK_V2, which TFLite Micro has no kernel for (the two-stage model is a row of "
                 "MICRO_UNSUPPORTED); SELECT_V2, GATHER"),
+    _weightless(ProposalBoxes, None,
+                "none: training only (the two-stage encoder loss); never in a converted graph",
+                "ADD, SELECT_V2, LOGISTIC (float); only the auxiliary trainer has it"),
     _weightless(ProposalPositions, None,
                 "none yet: LOGISTIC, SIN and COS of the proposal boxes; QAT refuses it",
                 "LOGISTIC, MUL, SIN, COS, SELECT_V2 (float; after the TOPK_V2 of SelectProposals)"),

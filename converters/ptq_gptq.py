@@ -5,6 +5,8 @@ assigned through the inverse of the layer's input Hessian (Frantar et al. 2023, 
 post-training quantization for generative pre-trained transformers"), then each channel's K
 values refitted by least squares on that Hessian. Nearest-centroid assignment minimises each
 weight's own error; this minimises the layer's output error on the calibration inputs.
+(Alternating assignment and refit three times lowered that error further but not the IC
+model's agreement on held-out patches, so it is done once.)
 """
 import numpy as np
 import tensorflow as tf
@@ -12,7 +14,6 @@ import tf_keras as keras
 
 from edgezoo.converters.ptq_clusters import cluster_kernel, input_energy
 
-ROUNDS = 1  # assignment and least-squares refit, alternated; the best is kept
 CHUNK = 4096  # input rows per Hessian update
 
 
@@ -102,20 +103,12 @@ def gptq_cluster_kernel(layer, kernel, x, k, seed=0, damping=0.01):
     start = start.reshape(-1, shape[-1]).T
     codebooks = [np.unique(np.concatenate([start[c], [0.0]]) if zero[c].any() else start[c])
                  .astype(np.float64) for c in range(len(start))]
-    best, best_error = None, np.inf
-    for _ in range(ROUNDS):  # assign, refit the values, assign again to the refitted values
-        labels = gptq_assign(w, h, codebooks, zero, damping)
-        out, refitted = np.zeros_like(w), []
-        for c, book in enumerate(codebooks):
-            values = refit(w[c], h, labels[c], len(book),
-                           int(np.argmin(np.abs(book))) if zero[c].any() else None)
-            values = np.where(np.isnan(values), book, values)
-            scale = max(np.abs(values).max(), 1e-30) / 127.0
-            values = np.clip(np.round(values / scale), -127, 127) * scale
-            out[c] = values[labels[c]]
-            refitted.append(values)
-        error = np.einsum("od,de,oe->", out - w, h, out - w)  # the output error on x
-        if error < best_error:
-            best, best_error = out, error
-        codebooks = refitted
-    return best.T.reshape(shape).astype(np.float32)
+    labels = gptq_assign(w, h, codebooks, zero, damping)
+    out = np.zeros_like(w)
+    for c, book in enumerate(codebooks):
+        values = refit(w[c], h, labels[c], len(book),
+                       int(np.argmin(np.abs(book))) if zero[c].any() else None)
+        values = np.where(np.isnan(values), book, values)
+        scale = max(np.abs(values).max(), 1e-30) / 127.0
+        out[c] = (np.clip(np.round(values / scale), -127, 127) * scale)[labels[c]]
+    return out.T.reshape(shape).astype(np.float32)

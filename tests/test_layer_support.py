@@ -27,7 +27,8 @@ from edgezoo.zoo.layers import ClassToken, MultiHeadSelfAttention, PointwiseDens
 from edgezoo.zoo.perceiver.layers import CrossAttention, FourierPositionEncoding, LatentArray
 from edgezoo.zoo.deformable_detr.layers import (EncoderReferencePoints, GroupNorm, KeepAuxiliary,
                                                 LevelPositions, MaskProposals,
-                                                MultiScaleDeformableAttention, ProposalPositions,
+                                                MultiScaleDeformableAttention, ProposalBoxes,
+                                                ProposalPositions,
                                                 QueryEmbeddings, RefineBoxes, SelectProposals,
                                                 SplitHalves, StopGradient)
 from edgezoo.zoo.detr.layers import (AddSinePositions, DetrAttention, LearnedPositions2D,
@@ -83,6 +84,7 @@ BUILDERS = {
     "SelectProposals": lambda: ([keras.Input((5, 3)), keras.Input((5, 4))],
                                 lambda ins, layer=SelectProposals([(1, 4), (1, 1)], 2): layer(ins)),
     "ProposalPositions": lambda: _on((3, 4), ProposalPositions(8)),
+    "ProposalBoxes": lambda: _on((5, 4), ProposalBoxes([(1, 4), (1, 1)])),
     "SplitHalves": lambda: _tokens(SplitHalves()),
     "MicroTranspose": lambda: _on((2, 3, 4, 5, 6), MicroTranspose([0, 1, 3, 2, 4, 5])),
     "Activation(micro_gelu)": lambda: _on((4,), L.Activation(micro_gelu)),
