@@ -66,9 +66,3 @@ def cluster_kernel(kernel, energy, k, seed=0):
         out[live, c] = (np.clip(np.round(centroids / scale), -127, 127) * scale)[labels]
     return out.reshape(w.shape).astype(np.float32)
 
-
-def distinct_per_channel(kernel, depthwise=False):
-    """The largest number of distinct values in one output channel of ``kernel``."""
-    k = np.asarray(kernel)
-    rows = k.reshape(-1, k.shape[2] * k.shape[3]) if depthwise else k.reshape(-1, k.shape[-1])
-    return int(max(len(np.unique(rows[:, c])) for c in range(rows.shape[1])))

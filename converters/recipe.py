@@ -80,7 +80,8 @@ class Recipe:
 
     @property
     def clusters_post_training(self):
-        return self.cluster is not None and self.cluster_fit in ("calibration", "gptq")
+        """Clusters fitted after training on calibration inputs (every other CLUSTER_FITS row)."""
+        return self.cluster is not None and self.cluster_fit != "finetune"
 
     @property
     def sparsity(self):
@@ -140,11 +141,11 @@ class Recipe:
         if not 0 < self.gptq_damping <= 10:
             raise RecipeError(f"gptq_damping must be in (0, 10], got {self.gptq_damping}")
         if self.gptq_damping != 0.01 and self.cluster_fit != "gptq":
-            raise RecipeError(f"gptq_damping dampens cluster_fit gptq; this recipe's cluster_fit is "
-                              f"{self.cluster_fit}: set cluster_fit gptq or drop gptq_damping")
+            raise RecipeError(f"gptq_damping dampens cluster_fit gptq; this recipe's cluster_fit "
+                              f"is {self.cluster_fit}: set cluster_fit gptq or drop gptq_damping")
         if self.cluster_fit != "finetune" and self.cluster is None:
-            raise RecipeError(f"cluster_fit {self.cluster_fit} says how clusters are found, but the "
-                              "recipe clusters nothing: add a cluster count (--cluster K)")
+            raise RecipeError(f"cluster_fit {self.cluster_fit} says how clusters are found, but "
+                              "the recipe clusters nothing: add a cluster count (--cluster K)")
         from edgezoo.converters.dense_forms import DENSE_FORMS
 
         if self.dense_form not in DENSE_FORMS:
@@ -219,8 +220,8 @@ class Recipe:
                               f"itself; {', '.join(chosen)} would overwrite what it learned: "
                               "choose one")
         if self.clusters_post_training and self.quantize != "int8":
-            raise RecipeError(f"cluster_fit {self.cluster_fit} puts each channel's K values on its int8 "
-                              f"grid; --quantize {self.quantize} has none: use --quantize int8")
+            raise RecipeError(f"cluster_fit {self.cluster_fit} puts each channel's K values on its "
+                              f"int8 grid; --quantize {self.quantize} has none: use --quantize int8")
         if self.clusters_post_training and self.qat:
             raise RecipeError("quantization-aware training moves every weight, so the K values "
                               "fitted after training would not survive it: use cluster_fit "

@@ -119,8 +119,8 @@ def _ptq_weights(ctx):
     r = ctx.recipe
     ctx.model, ctx.report["steps"]["ptq_weights"] = round_weights(
         ctx.model, ctx.calibration, adaptive=r.adaround, bias_correction=r.bias_correction,
-        clusters=r.cluster_counts() if r.clusters_post_training else None, cluster_fit=r.cluster_fit,
-        gptq_damping=r.gptq_damping,
+        clusters=r.cluster_counts() if r.clusters_post_training else None,
+        cluster_fit=r.cluster_fit, gptq_damping=r.gptq_damping,
         per_tensor_dense=DENSE_FORMS[r.dense_form].per_tensor, limit=r.calibration_samples,
         seed=r.seed)
 
@@ -208,7 +208,8 @@ STEPS = (
     # (clusters fitted on calibration inputs included)
     Step("ptq_weights", lambda r, micro: r.adaround or r.bias_correction
          or r.clusters_post_training, _ptq_weights,
-         label=lambda r: "+".join(n for n, on in ((f"cluster ({r.cluster_fit})", r.clusters_post_training),
+         label=lambda r: "+".join(n for n, on in ((f"cluster ({r.cluster_fit})",
+                                                   r.clusters_post_training),
                                                   ("adaround", r.adaround),
                                                   ("bias_correction", r.bias_correction)) if on)),
     Step("quantize", lambda r, micro: True, _quantize, label=lambda r: f"quantize:{r.quantize}"

@@ -48,14 +48,6 @@ OP_TOLERANCE_LSB = {
                         "half-way values)"),
 }
 EXACT = (0, "expected bit-exact: same reference arithmetic in both runtimes")
-# Ops where the two runtimes were seen to disagree on identical inputs and TFLite Micro's integer
-# arithmetic is re-derived in NumPy (edge/int8_reference.py): there, TFLite Micro must equal the
-# derivation exactly, and the row says LiteRT was the one that differed. No tolerance is widened.
-ARBITERS = {
-    "MUL": "int8 MUL: LiteRT's kernels are 1 LSB off on isolated products (deformable_detr_micro: "
-           "the 6 of 65,536 input pairs whose product is 13,120); TFLite Micro equals NumPy's "
-           "re-derivation of gemmlowp's requantization",
-}
 FLOAT_RTOL = 1e-5  # float outputs: max |micro - reference| <= FLOAT_RTOL * max(1, max |reference|)
 DEFAULT_SAMPLES = 8
 # Ops that cannot be run alone: state across invokes or other subgraphs.
@@ -65,8 +57,8 @@ _BYTES = {"FLOAT32": 4, "INT32": 4, "INT64": 8, "FLOAT16": 2, "INT16": 2, "UINT1
           "FLOAT64": 8, "UINT32": 4, "UINT64": 8, "COMPLEX64": 8}
 
 
-def _operand(model_t, values, j, n):
-    """Input tensor ``j`` of an op as one array per sample: from the run, or the file's data."""
+def _operand(model_t, values, j):
+    """Input tensor ``j`` of an op: one array per sample from the run, or the file's int8 data."""
     if j in values:
         return np.asarray(values[j])
     t = model_t.subgraphs[0].tensors[j]
@@ -74,24 +66,42 @@ def _operand(model_t, values, j, n):
     return data.reshape([int(d) for d in t.shape])
 
 
-def arbitrate(model_t, parsed, values, i, micro_out, n):
-    """For an op of ``ARBITERS`` the runtimes disagree on: (whether TFLite Micro's output
-    equals the NumPy derivation, or None where none applies, its max LSB from it)."""
+def _derive_int8_mul(model_t, parsed, values, i):
+    """TFLite Micro's int8 MUL of op ``i`` on the run's inputs (None unless every tensor is int8)."""
     from edgezoo.edge.int8_reference import int8_mul
 
-    op_t, op = model_t.subgraphs[0].operators[i], parsed.operators[i]
-    if op.op != "MUL":
-        return None, None
-    ins, out = [j for j in _indices(op_t.inputs)], _indices(op_t.outputs)[0]
+    op_t = model_t.subgraphs[0].operators[i]
+    ins, out = _indices(op_t.inputs), _indices(op_t.outputs)[0]
     tensors = [parsed.tensors[j] for j in ins + [out]]
     if len(ins) != 2 or any(t.dtype != "INT8" for t in tensors):
-        return None, None
-    a, b = (_operand(model_t, values, j, n) for j in ins)
+        return None
     activation = getattr(op_t.builtinOptions, "fusedActivationFunction", 0)
-    derived = int8_mul(a, b, *((t.scale, t.zero_point) for t in tensors), activation)
+    return int8_mul(*(_operand(model_t, values, j) for j in ins),
+                    *((t.scale, t.zero_point) for t in tensors), activation)
+
+
+# Ops where the two runtimes were seen to disagree on identical inputs and TFLite Micro's integer
+# arithmetic is re-derived in NumPy (edge/int8_reference.py): there, TFLite Micro must equal the
+# derivation exactly, and the row says LiteRT was the one that differed. No tolerance is widened.
+# op -> (derivation: (model_t, parsed, values, op index) -> output, or None where it does not
+# apply; reason).
+ARBITERS = {
+    "MUL": (_derive_int8_mul, "int8 MUL: LiteRT's kernels are 1 LSB off on isolated products "
+            "(deformable_detr_micro: the 6 of 65,536 input pairs whose product is 13,120); TFLite "
+            "Micro equals NumPy's re-derivation of gemmlowp's requantization"),
+}
+
+
+def arbitrate(model_t, parsed, values, i, micro_out):
+    """For an op of ``ARBITERS``: (whether TFLite Micro's output equals the derivation, its max
+    LSB from it), or (None, None) where the derivation does not apply."""
+    derive, _ = ARBITERS[parsed.operators[i].op]
+    derived = derive(model_t, parsed, values, i)
+    if derived is None:
+        return None, None
     micro = np.asarray(micro_out)
-    derived = np.broadcast_to(derived, micro.shape)
-    lsb = int(np.abs(micro.astype(np.int64) - derived.astype(np.int64)).max()) if micro.size else 0
+    diff = micro.astype(np.int64) - np.broadcast_to(derived, micro.shape).astype(np.int64)
+    lsb = int(np.abs(diff).max()) if micro.size else 0
     return lsb == 0, lsb
 
 
@@ -436,13 +446,13 @@ def compare_ops(model_bytes, parsed, x, samples=DEFAULT_SAMPLES, micro=None, tim
                     max_abs = max_lsb * details.scale
             arbiter = {}
             if not passed and op.op in ARBITERS and len(sub_out) == 1:
-                exact, lsb = arbitrate(model_t, parsed, values, i, micro_out, n)
+                exact, lsb = arbitrate(model_t, parsed, values, i, micro_out)
                 if exact is not None:
                     passed = exact
                     arbiter = {"arbitrated": {"by": "numpy integer derivation",
                                               "micro_vs_derivation_lsb": lsb,
                                               "reference_vs_micro_lsb": max_lsb,
-                                              "reason": ARBITERS[op.op]}}
+                                              "reason": ARBITERS[op.op][1]}}
             rows.append({**arbiter,
                 "index": i, "op": op.op, "layer": op.layer, "tensor": details.name,
                 "tensor_index": j, "dtype": details.dtype, "max_lsb": max_lsb,

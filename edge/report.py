@@ -164,10 +164,11 @@ def _check_lines(report):
         lines += ["", f"First op over its tolerance: op {first.get('index')} `{first.get('op')}` "
                       f"(layer `{first.get('layer')}`, tensor `{first.get('tensor')}`)."]
     for a in (report.get("per_op") or {}).get("arbitrated") or []:
+        judged = a["arbitrated"]
         lines += ["", f"Op {a['index']} `{a['op']}` (layer `{a['layer']}`): LiteRT's reference "
-                      f"kernel differs from TFLite Micro by {a['arbitrated']['reference_vs_micro_lsb']}"
+                      f"kernel differs from TFLite Micro by {judged['reference_vs_micro_lsb']}"
                       " LSB; TFLite Micro equals the NumPy derivation of its integer arithmetic "
-                      f"({a['arbitrated']['micro_vs_derivation_lsb']} LSB), so the op passes."]
+                      f"({judged['micro_vs_derivation_lsb']} LSB), so the op passes."]
     thresholds = report.get("thresholds")
     if thresholds:
         lines += ["", "Thresholds used: " + ", ".join(f"{k} = {v}" for k, v in thresholds.items())]

@@ -60,7 +60,7 @@ def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, see
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
             batch_targets = [targets[i] for i in idx]
-            agnostic = [_class_agnostic(t) for t in batch_targets]
+            agnostic = [_class_agnostic(t) for t in batch_targets] if pairs else None
             with tf.GradientTape() as tape:
                 outputs = trainer(x[idx], training=True)
                 total = tf.add_n([set_loss(outputs[k], outputs[k + 1],
