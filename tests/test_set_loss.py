@@ -54,6 +54,45 @@ def test_focal_loss_by_hand():
     assert float(parts["class"]) == pytest.approx((alpha * ce * (1 - p_t) ** 2).sum() / 2, rel=1e-5)
 
 
+def test_compiled_matching_equals_the_eager_loss_with_padded_targets():
+    """The training step's path (targets padded to one shape, the Hungarian matcher as a graph
+    op) gives each image's loss terms as the matcher on its own list does, for images with
+    different object counts and none."""
+    from edgezoo.zoo.set_loss import dense_set_loss, match_batch, match_in_graph, pad_targets
+    from edgezoo.zoo.set_matching import match
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 6, 4)).astype(np.float32)
+    boxes = np.concatenate([rng.uniform(0.2, 0.8, (3, 6, 2)), rng.uniform(0.05, 0.3, (3, 6, 2))],
+                           -1).astype(np.float32)
+    targets = [np.array([[0, 0.5, 0.5, 0.2, 0.3], [2, 0.3, 0.35, 0.1, 0.1], [1, .7, .6, .2, .2]],
+                        np.float32), np.zeros((0, 5), np.float32),
+               np.array([[1, 0.4, 0.6, 0.3, 0.2]], np.float32)]
+    for spec in (DETR_LOSS, DEFORMABLE_DETR_LOSS):
+        width = 4  # DETR: 3 classes + no-object; Deformable DETR: 4 sigmoid classes
+        padded, mask = pad_targets(targets, slots=5)  # more slots than any image has
+        step = tf.function(lambda lg, bx: dense_set_loss(
+            lg, bx, padded, mask, match_in_graph(lg, bx, padded, mask, spec.costs), spec))
+        total, parts = step(tf.constant(logits[..., :width]), tf.constant(boxes))
+        matches = match_batch(logits[..., :width], boxes, targets, spec.costs)
+        assert all(len(q) == len(t) for q, t in zip((m[0] for m in matches), targets))
+        # the same matches by hand (NumPy): the class-0 term and both box terms
+        chosen = np.concatenate([boxes[i, q] for i, (q, _) in enumerate(matches)])
+        goal = np.concatenate([targets[i][t, 1:] for i, (_, t) in enumerate(matches)])
+        assert float(parts["l1"]) == pytest.approx(np.abs(chosen - goal).sum() / 4, rel=1e-5)
+        assert float(parts["giou"]) == pytest.approx(
+            (1 - generalized_iou(chosen, goal)).sum() / 4, rel=1e-5)
+        eager, _ = set_loss(tf.constant(logits[..., :width]), tf.constant(boxes), targets, spec)
+        assert float(total) == pytest.approx(float(eager), rel=1e-5)
+        # negative control: a different matching changes the loss
+        q0, t0 = match(logits[0, :, :width], boxes[0], targets[0][:, 0].astype(int),
+                       targets[0][:, 1:], spec.costs)
+        wrong = [((q0 + 1) % 6, t0), matches[1], matches[2]]
+        other, _ = set_loss(tf.constant(logits[..., :width]), tf.constant(boxes), targets, spec,
+                            wrong)
+        assert float(other) > float(total)
+
+
 @pytest.mark.slow  # about 65 s; by default the set loss trains in test_cli_trains_and_evaluates_a_detector
 def test_detr_loss_falls_on_a_fixed_batch():
     import tf_keras as keras

@@ -52,20 +52,64 @@ def match_batch(logits, boxes, targets, costs):
             for i, t in enumerate(targets)]
 
 
+def pad_targets(targets, slots=None):
+    """A list of (n, 5) targets as one (B, slots, 5) array and a (B, slots) 0/1 mask, so a
+    compiled step takes every batch at one shape (``slots`` defaults to the largest n)."""
+    targets = [np.asarray(t, np.float32).reshape(-1, 5) for t in targets]
+    slots = max([len(t) for t in targets] + [1]) if slots is None else slots
+    padded = np.zeros((len(targets), slots, 5), np.float32)
+    mask = np.zeros((len(targets), slots), np.float32)
+    for i, t in enumerate(targets):
+        padded[i, : len(t)], mask[i, : len(t)] = t, 1.0
+    return padded, mask
+
+
+def matched_queries(logits, boxes, padded, mask, costs):
+    """(B, slots) query index matched to each target slot (0 where the slot is empty), by the
+    Hungarian matcher on NumPy arrays."""
+    targets = [t[m > 0] for t, m in zip(np.asarray(padded), np.asarray(mask))]
+    index = np.zeros(np.shape(mask), np.int64)
+    for i, (q, t) in enumerate(match_batch(np.asarray(logits), np.asarray(boxes), targets, costs)):
+        index[i, t] = q
+    return index
+
+
+def match_in_graph(logits, boxes, padded, mask, costs):
+    """``matched_queries`` as a graph op (``tf.numpy_function``), without gradient."""
+    index = tf.numpy_function(
+        lambda *a: matched_queries(*a, costs),
+        [tf.stop_gradient(logits), tf.stop_gradient(boxes), padded, mask], tf.int64)
+    return tf.reshape(index, tf.shape(mask))
+
+
 def set_loss(logits, boxes, targets, spec=DETR_LOSS, matches=None):
     """(total loss, {"class", "l1", "giou"}) for one batch: ``logits`` (B, Q, C [+ 1]) and
-    ``boxes`` (B, Q, 4) tensors, ``targets`` a list of (n, 5) arrays (class, cx, cy, w, h)."""
+    ``boxes`` (B, Q, 4) tensors, ``targets`` a list of (n, 5) arrays (class, cx, cy, w, h);
+    ``matches`` per image (query indices, object indices), by default the Hungarian matcher's."""
+    padded, mask = pad_targets(targets)
     if matches is None:
-        matches = match_batch(np.asarray(logits), np.asarray(boxes), targets, spec.costs)
-    batch, queries, width = logits.shape
+        index = matched_queries(np.asarray(logits), np.asarray(boxes), padded, mask, spec.costs)
+    else:
+        index = np.zeros(mask.shape, np.int64)
+        keep = np.zeros_like(mask)
+        for i, (q, t) in enumerate(matches):
+            index[i, t], keep[i, t] = q, 1.0
+        mask = mask * keep
+    return dense_set_loss(logits, boxes, tf.constant(padded), tf.constant(mask),
+                          tf.constant(index), spec)
+
+
+def dense_set_loss(logits, boxes, padded, mask, index, spec=DETR_LOSS):
+    """The set loss from padded targets (B, slots, 5), their 0/1 mask and each slot's matched
+    query (B, slots): every tensor has a fixed shape, so the training step compiles."""
+    queries, width = logits.shape[1], logits.shape[2]
     classes = width if spec.focal else width - 1
-    target_class = np.full((batch, queries), classes, np.int64)  # no object
-    index, target_boxes = [], []
-    for i, ((q, t), objects) in enumerate(zip(matches, targets)):
-        target_class[i, q] = objects[t, 0].astype(np.int64)
-        index += [(i, int(k)) for k in q]
-        target_boxes.append(objects[t, 1:])
-    num_boxes = max(len(index), 1)
+    assign = tf.one_hot(index, queries) * mask[..., None]  # (B, slots, Q)
+    labels = tf.cast(padded[..., 0], tf.float32)
+    taken = tf.reduce_sum(assign, 1)  # (B, Q): 1 where a query has an object
+    target_class = tf.cast(tf.round(tf.einsum("bsq,bs->bq", assign, labels)
+                                    + (1.0 - taken) * classes), tf.int64)
+    num_boxes = tf.maximum(tf.reduce_sum(mask), 1.0)
     if spec.focal:
         onehot = tf.one_hot(target_class, classes + 1)[..., :classes]  # no object: all zeros
         p = tf.sigmoid(logits)
@@ -74,17 +118,12 @@ def set_loss(logits, boxes, targets, spec=DETR_LOSS, matches=None):
         alpha_t = spec.costs.alpha * onehot + (1 - spec.costs.alpha) * (1 - onehot)
         class_loss = tf.reduce_sum(alpha_t * ce * (1 - p_t) ** spec.costs.gamma) / num_boxes
     else:
-        weights = np.ones(width, np.float32)
-        weights[-1] = spec.eos_coef
-        w = tf.constant(weights[target_class])
+        w = tf.where(target_class == classes, spec.eos_coef, 1.0)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(target_class, logits)
         class_loss = tf.reduce_sum(w * ce) / tf.reduce_sum(w)
-    if index:
-        chosen = tf.gather_nd(boxes, index)
-        goal = tf.constant(np.concatenate(target_boxes).astype(np.float32))
-        l1 = tf.reduce_sum(tf.abs(chosen - goal)) / num_boxes
-        giou = tf.reduce_sum(1.0 - giou_tf(chosen, goal)) / num_boxes
-    else:
-        l1 = giou = tf.constant(0.0)
+    chosen = tf.einsum("bsq,bqd->bsd", assign, boxes)  # each slot's matched box
+    goal = padded[..., 1:] * mask[..., None]
+    l1 = tf.reduce_sum(tf.abs(chosen - goal)) / num_boxes
+    giou = tf.reduce_sum(mask * (1.0 - giou_tf(chosen, goal))) / num_boxes
     total = spec.class_weight * class_loss + spec.bbox_weight * l1 + spec.giou_weight * giou
     return total, {"class": class_loss, "l1": l1, "giou": giou}

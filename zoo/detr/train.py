@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from edgezoo.zoo.set_loss import DETR_LOSS, set_loss
+from edgezoo.zoo.set_loss import DETR_LOSS, dense_set_loss, match_in_graph, pad_targets
 
 CLIP_NORM = 0.1  # the paper's gradient clipping (max norm)
 WEIGHT_DECAY = 1e-4
@@ -37,39 +37,65 @@ def auxiliary_trainer(model):
 
 
 def _class_agnostic(objects):
-    """Targets with every object labelled class 0 (the two-stage encoder's proposal loss)."""
-    objects = np.array(objects, np.float32, copy=True).reshape(-1, 5)
-    objects[:, 0] = 0
+    """Targets (..., 5) with every object labelled class 0 (the two-stage encoder's proposal
+    loss, as the reference trains it); the caller's array is left untouched."""
+    objects = np.array(objects, np.float32, copy=True)
+    objects[..., 0] = 0
     return objects
+
+
+class DetectorTrainer:
+    """The set loss on every decoder layer, one compiled step a batch: the Hungarian matching
+    runs inside the step as a NumPy op, so the forward pass, loss and update are one graph (an
+    eager step is about ten times slower). The optimizer keeps its state across ``epoch`` calls,
+    so a caller can train epoch by epoch (a wall-time budget) without restarting AdamW."""
+
+    def __init__(self, model, *, batch_size=16, learning_rate=1e-4, loss=DETR_LOSS):
+        self.model, self.batch_size, self.loss = model, batch_size, loss
+        self.trainer = auxiliary_trainer(model)
+        self.pairs = getattr(self.trainer, "class_agnostic_pairs", ())  # trained on class 0
+        self.optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=WEIGHT_DECAY,
+                                                global_clipnorm=CLIP_NORM)
+        self._step = tf.function(self._train_step, reduce_retracing=True)
+
+    def _train_step(self, x, padded, mask, agnostic):
+        with tf.GradientTape() as tape:
+            outputs = self.trainer(x, training=True)
+            terms = []
+            for k in range(0, len(outputs), 2):
+                goal = agnostic if k // 2 in self.pairs else padded
+                index = match_in_graph(outputs[k], outputs[k + 1], goal, mask, self.loss.costs)
+                terms.append(dense_set_loss(outputs[k], outputs[k + 1], goal, mask, index,
+                                            self.loss)[0])
+            total = tf.add_n(terms)
+        variables = self.trainer.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return total
+
+    def epoch(self, split, seed=0):
+        """One pass over ``split`` (``x`` images, ``y`` per-image (n, 5) targets) in a seeded
+        order; returns the mean loss."""
+        x, targets = np.asarray(split.x, np.float32), split.y  # ``y`` may be built on access
+        slots = max([len(np.reshape(t, (-1, 5))) for t in targets] + [1])
+        order = np.random.default_rng(seed).permutation(len(x))
+        losses = []
+        for start in range(0, len(x), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            padded, mask = pad_targets([targets[i] for i in idx], slots)
+            losses.append(float(self._step(x[idx], padded, mask, _class_agnostic(padded))))
+        return float(np.mean(losses))
 
 
 def fit_detector(model, split, *, epochs, batch_size=16, learning_rate=1e-4, seed=0,
                  loss=DETR_LOSS, progress=None):
     """Train ``model`` in place on ``split`` (``x`` images, ``y`` per-image (n, 5) targets) with
     the set loss on every decoder layer. Returns the mean loss of each epoch."""
-    trainer = auxiliary_trainer(model)
-    pairs = getattr(trainer, "class_agnostic_pairs", ())  # (logits, boxes) pairs trained on class 0
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=WEIGHT_DECAY,
-                                       global_clipnorm=CLIP_NORM)
-    x, targets = np.asarray(split.x, np.float32), split.y
+    trainer = DetectorTrainer(model, batch_size=batch_size, learning_rate=learning_rate,
+                              loss=loss)
     rng = np.random.default_rng(seed)
     history = []
     for epoch in range(epochs):
-        order = rng.permutation(len(x))
-        losses = []
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            batch_targets = [targets[i] for i in idx]
-            agnostic = [_class_agnostic(t) for t in batch_targets] if pairs else None
-            with tf.GradientTape() as tape:
-                outputs = trainer(x[idx], training=True)
-                total = tf.add_n([set_loss(outputs[k], outputs[k + 1],
-                                           agnostic if k // 2 in pairs else batch_targets, loss)[0]
-                                  for k in range(0, len(outputs), 2)])
-            grads = tape.gradient(total, trainer.trainable_variables)
-            optimizer.apply_gradients(zip(grads, trainer.trainable_variables))
-            losses.append(float(total))
-        history.append(float(np.mean(losses)))
+        history.append(trainer.epoch(split, seed=int(rng.integers(2**31))))
         if progress:
             progress(epoch, history[-1])
     return history
