@@ -40,6 +40,18 @@ def train_detector(name, data="shapes", *, epochs, learning_rate=1e-4, batch_siz
     return model, dataset, val
 
 
+def save_detector(model, dataset, out):
+    """Save a trained detector to ``out`` (.keras, atomically) with the images' value range it
+    was trained on recorded inside, so ``convert`` and ``test`` bring data into it."""
+    from edgezoo.base import files
+    from edgezoo.zoo.data.contract import InputContract, record_in_keras_file
+
+    with files.atomic_path(Path(out)) as tmp:
+        model.save(tmp)
+        record_in_keras_file(tmp, InputContract(*dataset.value_range,
+                                                f"edgezoo train on {dataset.name}"))
+
+
 def predictor(path, runtime):
     """``predict(x) -> (logits, boxes)`` for a .keras model or a .tflite in ``runtime``."""
     if runtime not in RUNTIMES:

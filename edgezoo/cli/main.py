@@ -60,9 +60,7 @@ def _cmd_train(args):
 def _train_detector(args):
     from pathlib import Path
 
-    from edgezoo.base import files
-    from edgezoo.detect import train_detector
-    from edgezoo.zoo.data.contract import InputContract, record_in_keras_file
+    from edgezoo.detect import save_detector, train_detector
 
     def progress(epoch, loss):
         print(f"epoch {epoch + 1}/{args.epochs}: set loss {loss:.4f}", flush=True)
@@ -70,9 +68,7 @@ def _train_detector(args):
     model, data, val = train_detector(args.model, args.data, epochs=args.epochs,
                                       learning_rate=args.lr, seed=args.seed, progress=progress)
     out = Path(args.out) / f"{args.model}.keras"
-    with files.atomic_path(out) as tmp:  # the images' range as trained, for convert and test
-        model.save(tmp)
-        record_in_keras_file(tmp, InputContract(*data.value_range, f"edgezoo train on {data.name}"))
+    save_detector(model, data, out)  # the images' range as trained, for convert and test
     print(f"saved {out} (validation mAP {val['mAP']:.4f}, mAP@0.5 {val['mAP50']:.4f} on "
           f"{len(data.val)} {data.name} images)")
 
