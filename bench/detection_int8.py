@@ -40,22 +40,32 @@ def run(path):
             "flash": report["budget"]["flash"]["used_bytes"],
             "arena": report["budget"]["ram"]["used_bytes"], "fits": report["budget"]["fits"],
             "passed": report["passed"], "per_op_gate": per_op.get("passed"),
-            "float_islands": report.get("float_islands", [])}
+            "float_islands": report.get("float_islands", []),
+            "failed_checks": {k: {"value": c["value"], "limit": c["limit"]}
+                              for k, c in report["checks"].items() if not c["passed"]}}
+
+
+def _short(value):
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def table(results):
     lines = ["| model | seed | Keras mAP@0.5 | TFLite Micro int8 mAP@0.5 | difference | within 2 "
              "points | Keras / int8 mAP | flash B | arena B | fits stm32h743 | per-op gate | "
-             "float islands |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "float islands | report's failed checks (value, limit) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in sorted(results.items()):
         name, seed = key.rsplit("_seed", 1)
         diff = r["micro_map50"] - r["keras_map50"]
-        islands = ", ".join(r["float_islands"]) if r["float_islands"] else "none"
+        islands = ", ".join(f"{i['op']} x{i['count']}" for i in r["float_islands"]) or "none"
+        failed = "; ".join(f"{k} ({_short(c['value'])}, {_short(c['limit'])})"
+                           for k, c in r.get("failed_checks", {}).items()) or (
+            "none" if "failed_checks" in r else "not recorded")
         lines.append(f"| {name} | {seed} | {r['keras_map50']:.3f} | {r['micro_map50']:.3f} | "
                      f"{diff:+.3f} | {'yes' if abs(diff) <= POINTS else 'NO'} | "
                      f"{r['keras_map']:.3f} / {r['micro_map']:.3f} | {r['flash']:,} | "
                      f"{r['arena']:,} | {'yes' if r['fits'] else 'NO'} | "
-                     f"{'pass' if r['per_op_gate'] else 'FAIL'} | {islands} |")
+                     f"{'pass' if r['per_op_gate'] else 'FAIL'} | {islands} | {failed} |")
     diffs = np.array([r["micro_map50"] - r["keras_map50"] for r in results.values()])
     summary = (f"\nint8 minus float mAP@0.5 over {len(diffs)} runs: mean {diffs.mean():+.3f}, "
                f"largest gap {np.abs(diffs).max():.3f}.\n") if len(diffs) else ""

@@ -65,7 +65,8 @@ def render_markdown(report):
         rows.append(("TFLite Micro vs LiteRT reference kernels, end to end (not gated)",
                      f"{runtimes['micro_vs_reference_max_lsb_end_to_end']} LSB"))
     if "default_vs_micro_top1" in runtimes:
-        rows.append(("LiteRT default (XNNPACK) vs TFLite Micro, top-1",
+        rows.append(("LiteRT default (XNNPACK) vs TFLite Micro, "
+                     + runtimes.get("runtime_measure", "top-1"),
                      _pct(runtimes["default_vs_micro_top1"])))
     latency = report.get("latency_estimate") or {}
     estimate = latency.get("estimate_ms")

@@ -294,5 +294,21 @@ def test_a_litert_board_gates_default_against_reference_kernels_on_data(kws, mon
         [o[::-1] for o in real(*a)[0]], None))
     shuffled = verify(data, model, get_profile("rpi4"), x, real_data=True)
     assert not shuffled["checks"]["default_vs_reference_top1"]["passed"] and not shuffled["passed"]
-    assert any(f.startswith("LiteRT's default kernels agree with its reference kernels for")
+    assert any(f.startswith("LiteRT's default kernels agree with its reference kernels on top-1 for")
                for f in shuffled["failures"])
+
+
+def test_a_runtime_failure_names_the_task_measure_it_was_judged_by():
+    """A detector's runtimes are compared by its task measure, not top-1: the failure says so."""
+    from edgezoo.edge.verification import failure_lines
+
+    check = {"value": 0.973, "limit": 0.99, "passed": False}
+    detection = {"checks": {"default_vs_micro_top1": {
+        **check, "measure": "per-query class agreement and box IoU"}}, "samples": 500}
+    assert failure_lines(detection) == [
+        "LiteRT's default kernels agree with TFLite Micro on per-query class agreement and box "
+        "IoU (97.3 % on 500 samples) (needed: 99.0 %)"]
+    classifier = {"checks": {"default_vs_micro_top1": check}, "samples": 500}
+    assert failure_lines(classifier) == [
+        "LiteRT's default kernels agree with TFLite Micro on top-1 for 97.3 % of 500 samples "
+        "(needed: 99.0 %)"]
