@@ -65,6 +65,32 @@ def test_detection_measure_counts_queries_and_fails_on_swapped_boxes():
         DETECTION.check_model(three)
 
 
+def test_sigmoid_detection_compares_each_query_class_or_no_object():
+    """Sigmoid scoring has no no-object logit: a query with every probability at or below 0.5 is
+    no object on both sides, whatever the arg-max of its near-zero scores; an object query that
+    changes class, or becomes no object, disagrees (the negative controls)."""
+    from edgezoo.zoo.tasks import get_task
+
+    sigmoid = get_task("detection_sigmoid")
+    boxes = np.tile([0.5, 0.5, 0.2, 0.2], (1, 4, 1))
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    float_logits = logit(np.array([[[0.9, 0.1, 0.1], [0.05, 0.1, 0.02], [0.1, 0.3, 0.2],
+                                    [0.2, 0.7, 0.1]]]))
+    # background queries 1 and 2 change their arg-max, both still below 0.5: they agree
+    background = logit(np.array([[[0.9, 0.1, 0.1], [0.12, 0.1, 0.02], [0.1, 0.2, 0.3],
+                                  [0.2, 0.7, 0.1]]]))
+    assert sigmoid.measure([float_logits, boxes], [background, boxes], [None])["value"] == 1.0
+    # query 0 drops below 0.5 (no object), query 3 changes class: 2 of 4 agree
+    changed = logit(np.array([[[0.45, 0.1, 0.1], [0.05, 0.1, 0.02], [0.1, 0.3, 0.2],
+                               [0.8, 0.7, 0.1]]]))
+    assert sigmoid.measure([float_logits, boxes], [changed, boxes], [None])["value"] == 0.5
+    from edgezoo.edge.verification import DEFAULT_THRESHOLDS
+
+    assert sigmoid.uninformative([float_logits, boxes * [1, 1, 1, 1.5]], DEFAULT_THRESHOLDS) == []
+    nothing = sigmoid.uninformative([logit(np.full((1, 4, 3), 0.1)), boxes], DEFAULT_THRESHOLDS)
+    assert any("no query an object" in r for r in nothing)
+
+
 def test_causal_lm_measure_is_next_token_top1():
     logits = np.zeros((1, 4, 3))
     logits[0, np.arange(4), [0, 1, 2, 0]] = 1.0

@@ -1,8 +1,9 @@
 """``detection``: an image -> per-query class logits and normalised ``cxcywh`` boxes.
 
 Two scorings: ``softmax`` with a last no-object class (DETR) or per-class ``sigmoid``
-without one (Deformable DETR, one-stage detectors). Agreement: per-query class agreement
-and, on the queries the float model calls objects, box IoU (box L1 reported).
+without one (Deformable DETR, one-stage detectors). Agreement: per-query class agreement (each
+query's class or no object) and, on the queries the float model calls objects, box IoU (box L1
+reported).
 """
 
 import numpy as np
@@ -20,11 +21,23 @@ def _objects(logits, scoring):
     return (1 / (1 + np.exp(-logits))).max(-1) > 0.5
 
 
+def query_classes(logits, scoring):
+    """Each query's decision: its class, or ``num_classes`` for no object. Softmax: the arg-max
+    (the last class is no-object). Sigmoid has no no-object class: a query whose probabilities
+    are all at or below 0.5 is no object, so the arg-max among a background query's near-zero
+    scores, which nothing downstream reads, is not compared."""
+    logits = np.asarray(logits)
+    if scoring == "softmax":
+        return logits.argmax(-1)
+    return np.where(_objects(logits, scoring), logits.argmax(-1), logits.shape[-1])
+
+
 def _measure_for(scoring):
     def measure(float_outs, converted, inputs):
         logits_f, boxes_f = (np.asarray(a) for a in float_outs[:2])
         logits_c, boxes_c = (np.asarray(a) for a in converted[:2])
-        classes = float((logits_f.argmax(-1) == logits_c.argmax(-1)).mean())
+        classes = float((query_classes(logits_f, scoring)
+                         == query_classes(logits_c, scoring)).mean())
         objects = _objects(logits_f, scoring)
         iou = box_iou(boxes_f, boxes_c)
         chosen = objects if objects.any() else np.ones_like(objects)
@@ -48,11 +61,16 @@ def _distill_loss_for(scoring):
     return loss
 
 
-def _uninformative(float_outs, th):
-    boxes = np.asarray(float_outs[1])
-    if float(boxes.std()) < th.min_output_std:
-        return ["the float model predicts the same boxes for every query and sample"]
-    return []
+def _uninformative_for(scoring):
+    def uninformative(float_outs, th):
+        boxes, reasons = np.asarray(float_outs[1]), []
+        if float(boxes.std()) < th.min_output_std:
+            reasons.append("the float model predicts the same boxes for every query and sample")
+        if not _objects(float_outs[0], scoring).any():
+            reasons.append("the float model calls no query an object on these inputs: class "
+                           "agreement would compare only no-object decisions")
+        return reasons
+    return uninformative
 
 
 def _check_boxes(outputs):
@@ -84,7 +102,7 @@ def detection_task(scoring="softmax"):
         label_loss=None,
         no_label_loss="the set loss, which matches boxes to queries, comes with the detection models",
         distill_loss=_distill_loss_for(scoring),
-        uninformative=_uninformative,
+        uninformative=_uninformative_for(scoring),
         check_outputs=_check_boxes,
     )
 
